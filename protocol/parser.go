@@ -127,7 +127,8 @@ func (p *Parser) readLongLine(req *Request, first []byte) error {
 		if err != nil && err != bufio.ErrBufferFull {
 			return err
 		}
-		if len(req.Line)+len(chunk) > max+1 {
+		// Room for max bytes and a "\r\n" terminator.
+		if len(req.Line)+len(chunk) > max+2 {
 			req.Line = req.Line[:0]
 			req.fail(replyLineTooLong)
 			return p.discardLine(err)
@@ -136,6 +137,10 @@ func (p *Parser) readLongLine(req *Request, first []byte) error {
 		if err == nil {
 			req.Line = req.Line[:len(req.Line)-1]
 			req.trimCR()
+			if len(req.Line) > max {
+				req.Line = req.Line[:0]
+				req.fail(replyLineTooLong)
+			}
 			return nil
 		}
 	}

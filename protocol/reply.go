@@ -158,7 +158,7 @@ func parseValueLine(line []byte, start, maxValue int) (Value, int, error) {
 		nf++
 		rest = rest[min(i+1, len(rest)):]
 	}
-	if nf < 3 || len(rest) > 0 {
+	if nf < 3 || len(rest) > 0 || len(fields[0]) == 0 {
 		return v, 0, fmt.Errorf("%w: %q", ErrBadReply, line)
 	}
 	v.KeyStart = start + len(valuePrefix)
