@@ -54,6 +54,9 @@ func BenchmarkParseSet(b *testing.B)      { benchmarkParse(b, benchSet, CmdSet) 
 func BenchmarkParseMultiGet(b *testing.B) { benchmarkParse(b, benchMultiGet, CmdGet) }
 
 func TestParseDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	tests := []struct {
 		name string
 		req  string
@@ -94,6 +97,9 @@ func TestParseDoesNotAllocate(t *testing.T) {
 }
 
 func TestReadReplyDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	reply := string(AppendValue(nil, []byte("user:1"), 0, []byte(strings.Repeat("v", 200)), 7, true)) +
 		string(AppendValue(nil, []byte("user:2"), 1, []byte("x"), 8, true)) + "END\r\n"
 	br := bufio.NewReaderSize(&loopReader{buf: []byte(strings.Repeat(reply, 16))}, 16<<10)
