@@ -1,0 +1,182 @@
+// Command objcache is a sharded read-through object cache proxy that speaks
+// the memcached text protocol.
+//
+// Usage:
+//
+//	objcache serve --config objcache.yaml [flags]
+//	objcache version
+//
+// Run "objcache serve --help" for every flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/soheilhy/cmux"
+
+	"github.com/objcache/objcache/proxy"
+)
+
+// version is objcache's version, answered by the version command.
+var version = "0.1.0"
+
+const usage = `objcache: a sharded read-through object cache speaking the memcached protocol
+
+Usage:
+  objcache serve --config FILE [flags]   run the proxy (objcache serve --help lists the flags)
+  objcache version                       print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "objcache", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "objcache: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func serve(args []string, stderr io.Writer) int {
+	f := newServeFlags()
+	f.fs.SetOutput(stderr)
+	c, err := f.load(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "objcache:", err)
+		return 2
+	}
+	log := newLogger(stderr, f.logLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serveConfig(ctx, c, log); err != nil {
+		log.Error("objcache stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// serveConfig runs the proxy for c until ctx is done.
+func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
+	nodes, err := c.validate()
+	if err != nil {
+		return err
+	}
+	if len(c.Models) > 0 {
+		log.Warn("models are configured, but this build serves every key as a plain key", "models", len(c.Models))
+	}
+	srv, err := proxy.New(proxy.Config{
+		Backends:           nodes,
+		BackendConnections: c.BackendConnections,
+		ConnectTimeout:     c.ConnectTimeout,
+		Timeout:            c.Timeout,
+		RetryInterval:      c.RetryInterval,
+		QueueSize:          c.QueueSize,
+		MaxItemSize:        c.MaxItemSize,
+		MaxLineLength:      c.MaxLineLength,
+		Version:            version,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("objcache serving", "listen", ln.Addr().String(), "backends", c.Backends)
+	return serveListener(ctx, ln, srv, c.pprof, log)
+}
+
+// serveListener splits ln between HTTP (admin) and the memcached protocol
+// and serves both until ctx is done.
+func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, pprofOn bool, log *slog.Logger) error {
+	m := cmux.New(ln)
+	httpL := m.Match(cmux.HTTP1Fast())
+	mcL := m.Match(cmux.Any())
+
+	hs := &http.Server{Handler: adminHandler(srv, pprofOn), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 3)
+	go func() { errc <- ignoreClosed(hs.Serve(httpL)) }()
+	go func() { errc <- srv.Serve(mcL) }()
+	go func() { errc <- ignoreClosed(m.Serve()) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+		log.Info("objcache shutting down")
+	case err = <-errc:
+	}
+	ln.Close()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(shutdownCtx)
+	srv.Close()
+	return err
+}
+
+func ignoreClosed(err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, cmux.ErrListenerClosed) || errors.Is(err, cmux.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// adminHandler serves /healthz and /metrics, and /debug/pprof when
+// pprofOn is set.
+func adminHandler(srv *proxy.Server, pprofOn bool) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(srv.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}

@@ -1,0 +1,307 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/objcache/objcache/protocol"
+)
+
+// Errors a backend call can end with. Each becomes a SERVER_ERROR line.
+var (
+	ErrBackendDown    = errors.New("proxy: backend unavailable")
+	ErrBackendTimeout = errors.New("proxy: backend timeout")
+	ErrQueueFull      = errors.New("proxy: backend queue full")
+	ErrShutdown       = errors.New("proxy: shutting down")
+)
+
+// call is one request to a backend and, once done, its reply. The client
+// connection that made it waits on done, unless noreply is set: then nobody
+// waits and the backend side recycles it.
+type call struct {
+	cmd     protocol.Command
+	req     []byte // the bytes written to the backend
+	reply   protocol.Reply
+	err     error
+	noreply bool
+	done    chan struct{} // receives once per use
+	node    *node
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+func newCall(cmd protocol.Command) *call {
+	c := callPool.Get().(*call)
+	c.cmd = cmd
+	c.req = c.req[:0]
+	c.err = nil
+	c.noreply = false
+	c.node = nil
+	return c
+}
+
+// release returns c to the pool. The caller must be the last user of c.
+func (c *call) release() {
+	if cap(c.req) > 64<<10 {
+		c.req = nil
+	}
+	c.reply.Reset()
+	callPool.Put(c)
+}
+
+// finish completes c with err and wakes its waiter.
+func (c *call) finish(err error) {
+	c.err = err
+	if c.node != nil {
+		c.node.observe(err)
+	}
+	if c.noreply {
+		c.release()
+		return
+	}
+	c.done <- struct{}{}
+}
+
+// wait blocks until c is finished. A backend call always finishes: by a
+// reply, a connection error or the backend timeout.
+func (c *call) wait() { <-c.done }
+
+// pipeConfig is what a pipe needs from the server's configuration.
+type pipeConfig struct {
+	connectTimeout time.Duration
+	timeout        time.Duration
+	retryInterval  time.Duration // after a failed connect, how long calls fail fast
+	queueSize      int           // calls in flight per connection
+	queueBytes     int           // request bytes waiting to be written per connection
+	maxValue       int
+	stats          *Stats
+}
+
+// pipe is one persistent, pipelined connection to a backend, shared by many
+// client connections: requests are written in the order they are sent and
+// replies matched in that order. A pipe reconnects by itself after a
+// failure; while it is not connected, calls fail at once with ErrBackendDown.
+//
+// Writes are group commits. The client goroutine that sends to an idle pipe
+// writes the request itself; requests sent while that write is in progress
+// are appended to buf and go out in its next write, so that under load one
+// system call carries the requests of many clients, with no goroutine
+// hand-off on the way. Replies are read by the pipe's own goroutine (run).
+type pipe struct {
+	addr string
+	cfg  pipeConfig
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	stop chan struct{} // closed by close
+
+	mu       sync.Mutex // protects the fields below
+	conn     net.Conn   // nil while not connected
+	inflight chan *call // calls sent on conn, in write order; read by run
+	buf      []byte     // requests waiting for the next write
+	spare    []byte     // the buffer of the previous write, for reuse
+	flushing bool       // a sender is writing buf out
+}
+
+func newPipe(addr string, cfg pipeConfig) *pipe {
+	d := &net.Dialer{Timeout: cfg.connectTimeout}
+	return &pipe{addr: addr, cfg: cfg, dial: d.DialContext, stop: make(chan struct{})}
+}
+
+// send writes c's request, or queues it behind the write in progress. It
+// never waits for the backend: a pipe that is down or full finishes c at
+// once with an error.
+func (p *pipe) send(c *call) {
+	p.mu.Lock()
+	if err := p.admit(c); err != nil {
+		p.mu.Unlock()
+		c.finish(err)
+		return
+	}
+	p.buf = append(p.buf, c.req...)
+	p.cfg.stats.BackendRequests.Add(1)
+	if !p.flushing {
+		p.flushing = true
+		p.flush()
+		p.flushing = false
+	}
+	p.mu.Unlock()
+}
+
+// admit hands c to the reader, in write order. p.mu must be held.
+func (p *pipe) admit(c *call) error {
+	if p.conn == nil {
+		return ErrBackendDown
+	}
+	if len(p.buf)+len(c.req) > p.cfg.queueBytes && len(p.buf) > 0 {
+		return ErrQueueFull
+	}
+	select {
+	case p.inflight <- c:
+		return nil
+	default:
+		return ErrQueueFull
+	}
+}
+
+// flush writes buf until it stays empty. It is called with p.mu held and
+// releases it during each write. The connection is read anew for every
+// write: requests queued after a reconnect belong to the new connection.
+func (p *pipe) flush() {
+	for len(p.buf) > 0 && p.conn != nil {
+		conn, out := p.conn, p.buf
+		p.buf, p.spare = p.spare[:0], nil
+		p.mu.Unlock()
+		_ = conn.SetWriteDeadline(time.Now().Add(p.cfg.timeout))
+		_, err := conn.Write(out)
+		p.cfg.stats.BackendWrites.Add(1)
+		p.mu.Lock()
+		if cap(out) <= p.cfg.queueBytes {
+			p.spare = out[:0]
+		}
+		if err != nil {
+			// The reader sees the closed connection, fails every call in
+			// flight (those of buf too) and reconnects.
+			conn.Close()
+			if p.conn == conn {
+				p.buf = p.buf[:0]
+			}
+			return
+		}
+	}
+}
+
+// start makes the first connection attempt, so that a new proxy does not
+// fail its first requests while it connects, then serves the pipe in its own
+// goroutine until close.
+func (p *pipe) start(wg *sync.WaitGroup) {
+	conn, err := p.connect()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.run(conn, err)
+	}()
+}
+
+// run serves one connection after another: it reads replies until the
+// connection fails, then reconnects, failing calls fast while it cannot.
+func (p *pipe) run(conn net.Conn, err error) {
+	for {
+		if err == nil {
+			err = p.serve(conn)
+		}
+		if p.stopped() {
+			return
+		}
+		if err != nil {
+			select {
+			case <-time.After(p.cfg.retryInterval):
+			case <-p.stop:
+				return
+			}
+		}
+		conn, err = p.connect()
+	}
+}
+
+func (p *pipe) stopped() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *pipe) connect() (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.connectTimeout)
+	defer cancel()
+	conn, err := p.dial(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", p.addr, err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return conn, nil
+}
+
+// serve attaches conn to the pipe and reads its replies until it fails or
+// the pipe is closed; then it detaches conn and fails the calls still in
+// flight. It returns the error that ended the connection.
+func (p *pipe) serve(conn net.Conn) error {
+	inflight := make(chan *call, p.cfg.queueSize)
+	p.mu.Lock()
+	p.conn, p.inflight = conn, inflight
+	p.mu.Unlock()
+
+	br := bufio.NewReaderSize(deadlineReader{conn, p.cfg.timeout}, 64<<10)
+	var err error
+	for err == nil {
+		select {
+		case c := <-inflight:
+			err = protocol.ReadReply(br, c.cmd, &c.reply, p.cfg.maxValue)
+			if err != nil {
+				c.finish(classify(err))
+			} else {
+				c.finish(nil)
+			}
+		case <-p.stop:
+			err = ErrShutdown
+		}
+	}
+
+	p.mu.Lock()
+	p.conn, p.inflight = nil, nil
+	p.buf = p.buf[:0]
+	p.mu.Unlock()
+	conn.Close()
+	fail := classify(err)
+	for {
+		select {
+		case c := <-inflight:
+			c.finish(fail)
+		default:
+			return err
+		}
+	}
+}
+
+// close stops the pipe; run returns soon after.
+func (p *pipe) close() {
+	close(p.stop)
+	p.mu.Lock()
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.mu.Unlock()
+}
+
+// deadlineReader sets the read deadline before each read from the backend,
+// so that a backend that stops answering fails its calls after timeout. It
+// is only read while a reply is awaited.
+type deadlineReader struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d deadlineReader) Read(b []byte) (int, error) {
+	_ = d.conn.SetReadDeadline(time.Now().Add(d.timeout))
+	return d.conn.Read(b)
+}
+
+// classify turns a connection error into the error a call reports.
+func classify(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrShutdown):
+		return ErrShutdown
+	case errors.As(err, &ne) && ne.Timeout():
+		return ErrBackendTimeout
+	default:
+		return ErrBackendDown
+	}
+}

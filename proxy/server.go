@@ -1,0 +1,236 @@
+// Package proxy is objcache's server: it accepts memcached text protocol
+// connections, routes every key to its backend node on the ketama ring, and
+// relays the backends' replies, pipelined over a few persistent connections
+// per node.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/objcache/objcache/protocol"
+	"github.com/objcache/objcache/ring"
+)
+
+// Config configures a Server. The zero value of every field but Backends is
+// a documented default.
+type Config struct {
+	// Backends are the memcached nodes, in ring order.
+	Backends []ring.Node
+	// BackendConnections is the number of pipelined connections to each
+	// backend. Zero means 2.
+	BackendConnections int
+	// ConnectTimeout bounds connecting to a backend. Zero means 500ms.
+	ConnectTimeout time.Duration
+	// Timeout bounds a backend's reply to a request; a backend slower than
+	// this has its connection closed and its calls fail. Zero means 1s.
+	Timeout time.Duration
+	// RetryInterval is how long requests to a backend that could not be
+	// reached fail fast before the next connection attempt. Zero means 1s.
+	RetryInterval time.Duration
+	// QueueSize bounds the requests waiting for each backend connection;
+	// past it requests fail with "SERVER_ERROR backend queue full". Zero
+	// means 4096.
+	QueueSize int
+	// QueueBytes bounds the request bytes waiting to be written to each
+	// backend connection. Zero means 16 MiB.
+	QueueBytes int
+	// MaxItemSize is the largest value accepted. Zero means 1 MiB.
+	MaxItemSize int
+	// MaxLineLength is the longest get line accepted. Zero means 64 KiB.
+	MaxLineLength int
+	// Version is what the version command answers. Empty means "objcache".
+	Version string
+	// Logger receives the server's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.BackendConnections <= 0 {
+		c.BackendConnections = 2
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 500 * time.Millisecond
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = time.Second
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = time.Second
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 4096
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 16 << 20
+	}
+	if c.MaxItemSize <= 0 {
+		c.MaxItemSize = protocol.DefaultMaxItemSize
+	}
+	if c.MaxLineLength <= 0 {
+		c.MaxLineLength = protocol.DefaultMaxLineLength
+	}
+	if c.Version == "" {
+		c.Version = "objcache"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is a memcached protocol proxy. Its methods are safe for concurrent
+// use.
+type Server struct {
+	cfg         Config
+	ring        *ring.Ring
+	nodes       []*node
+	stats       *Stats
+	versionLine []byte
+
+	mu     sync.Mutex // protects conns and closed
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup // tracks connection goroutines
+}
+
+// New returns a Server for cfg, once it has tried to connect to every
+// backend (for at most ConnectTimeout); backends it could not reach are
+// retried in the background.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	r, err := ring.New(cfg.Backends)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	s := &Server{
+		cfg:         cfg,
+		ring:        r,
+		stats:       newStats(),
+		versionLine: []byte("VERSION " + cfg.Version + "\r\n"),
+		conns:       make(map[net.Conn]struct{}),
+	}
+	pc := pipeConfig{
+		connectTimeout: cfg.ConnectTimeout,
+		timeout:        cfg.Timeout,
+		retryInterval:  cfg.RetryInterval,
+		queueSize:      cfg.QueueSize,
+		queueBytes:     cfg.QueueBytes,
+		maxValue:       cfg.MaxItemSize,
+		stats:          s.stats,
+	}
+	var starting sync.WaitGroup
+	for _, b := range cfg.Backends {
+		n := newNode(b.Addr, cfg.BackendConnections, pc, s.stats)
+		s.nodes = append(s.nodes, n)
+		starting.Add(1)
+		go func() {
+			defer starting.Done()
+			n.start()
+		}()
+	}
+	starting.Wait()
+	return s, nil
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return s.stats }
+
+// pick returns the index of the node that holds key.
+func (s *Server) pick(key []byte) int { return s.ring.Pick(key) }
+
+// Serve accepts connections on ln and serves each in its own goroutine until
+// ln is closed. It returns nil once the listener was closed by Close.
+func (s *Server) Serve(ln net.Listener) error {
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		if !s.track(nc) {
+			nc.Close()
+			return nil
+		}
+		go s.serveConn(nc)
+	}
+}
+
+// track registers nc, unless the server is closed.
+func (s *Server) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[nc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) serveConn(nc net.Conn) {
+	defer s.wg.Done()
+	id := s.stats.TotalConnections.Add(1)
+	s.stats.CurrConnections.Add(1)
+	defer s.stats.CurrConnections.Add(-1)
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	newConn(s, nc, id).serve()
+	s.mu.Lock()
+	delete(s.conns, nc)
+	s.mu.Unlock()
+}
+
+// Close closes every client connection and backend connection and waits for
+// their goroutines. The listener passed to Serve is the caller's to close.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	for _, n := range s.nodes {
+		n.close()
+	}
+	return nil
+}
+
+func (s *Server) logDebug(msg string, args ...any) { s.cfg.Logger.Debug(msg, args...) }
+
+// The SERVER_ERROR lines for backend failures.
+var (
+	replyBackendDown    = []byte("SERVER_ERROR backend unavailable\r\n")
+	replyBackendTimeout = []byte("SERVER_ERROR backend timeout\r\n")
+	replyQueueFull      = []byte("SERVER_ERROR backend queue full\r\n")
+	replyShutdown       = []byte("SERVER_ERROR shutting down\r\n")
+)
+
+// errorLine is the one place where a backend error becomes a reply.
+func errorLine(err error) []byte {
+	switch {
+	case errors.Is(err, ErrBackendTimeout):
+		return replyBackendTimeout
+	case errors.Is(err, ErrQueueFull):
+		return replyQueueFull
+	case errors.Is(err, ErrShutdown):
+		return replyShutdown
+	default:
+		return replyBackendDown
+	}
+}

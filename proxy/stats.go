@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/objcache/objcache/protocol"
+)
+
+// Stats are the proxy's own counters, answered by the stats command and
+// exported to Prometheus. All fields are safe for concurrent use.
+type Stats struct {
+	started          time.Time
+	Commands         [protocol.NumCommands]atomic.Uint64 // requests by command
+	GetHits          atomic.Uint64                       // keys found by get/gets/gat/gats
+	GetMisses        atomic.Uint64                       // keys not found
+	CurrConnections  atomic.Int64
+	TotalConnections atomic.Uint64
+	BackendErrors    atomic.Uint64 // backend calls that failed (down, timeout, queue full)
+	BackendRequests  atomic.Uint64 // requests written to backends
+	BackendWrites    atomic.Uint64 // writes (flushes) that carried them
+}
+
+func newStats() *Stats { return &Stats{started: time.Now()} }
+
+func (st *Stats) countCommand(c protocol.Command) { st.Commands[c].Add(1) }
+
+func (st *Stats) countGet(keys, hits int) {
+	st.GetHits.Add(uint64(hits))
+	st.GetMisses.Add(uint64(keys - hits))
+}
+
+// reset zeroes the counters that memcached's "stats reset" zeroes.
+func (st *Stats) reset() {
+	for i := range st.Commands {
+		st.Commands[i].Store(0)
+	}
+	st.GetHits.Store(0)
+	st.GetMisses.Store(0)
+	st.BackendErrors.Store(0)
+}
+
+// stat is one named counter for the stats command and /metrics.
+type stat struct {
+	name  string
+	help  string
+	value uint64
+}
+
+// snapshot reads the counters, in the order the stats command lists them.
+func (st *Stats) snapshot() []stat {
+	c := func(cmd protocol.Command) uint64 { return st.Commands[cmd].Load() }
+	return []stat{
+		{"curr_connections", "Client connections open.", uint64(st.CurrConnections.Load())},
+		{"total_connections", "Client connections accepted.", st.TotalConnections.Load()},
+		{"cmd_get", "Keys requested by get, gets, gat and gats.", st.GetHits.Load() + st.GetMisses.Load()},
+		{"cmd_set", "Storage commands.", c(protocol.CmdSet) + c(protocol.CmdAdd) + c(protocol.CmdReplace) +
+			c(protocol.CmdAppend) + c(protocol.CmdPrepend) + c(protocol.CmdCas)},
+		{"cmd_delete", "delete commands.", c(protocol.CmdDelete)},
+		{"cmd_incr", "incr commands.", c(protocol.CmdIncr)},
+		{"cmd_decr", "decr commands.", c(protocol.CmdDecr)},
+		{"cmd_touch", "touch commands.", c(protocol.CmdTouch)},
+		{"cmd_flush", "flush_all commands.", c(protocol.CmdFlushAll)},
+		{"cmd_error", "Requests answered with a protocol error.", c(protocol.CmdError)},
+		{"get_hits", "Keys found.", st.GetHits.Load()},
+		{"get_misses", "Keys not found.", st.GetMisses.Load()},
+		{"backend_errors", "Backend calls that failed.", st.BackendErrors.Load()},
+		{"backend_requests", "Requests written to backends.", st.BackendRequests.Load()},
+		{"backend_writes", "Writes to backends; requests per write is the pipelining batch.", st.BackendWrites.Load()},
+	}
+}
+
+// appendStats answers the stats command: "stats" lists the counters, "stats
+// reset" zeroes them; other subcommands are memcached's own and get ERROR.
+func (s *Server) appendStats(dst []byte, args [][]byte) []byte {
+	switch {
+	case len(args) == 0:
+	case len(args) == 1 && string(args[0]) == "reset":
+		s.stats.reset()
+		return append(dst, protocol.Reset...)
+	default:
+		return append(dst, "ERROR\r\n"...)
+	}
+	now := time.Now()
+	dst = protocol.AppendStat(dst, "pid", strconv.Itoa(os.Getpid()))
+	dst = protocol.AppendStat(dst, "uptime", strconv.FormatInt(int64(now.Sub(s.stats.started)/time.Second), 10))
+	dst = protocol.AppendStat(dst, "time", strconv.FormatInt(now.Unix(), 10))
+	dst = protocol.AppendStat(dst, "version", s.cfg.Version)
+	dst = protocol.AppendStat(dst, "backends", strconv.Itoa(len(s.nodes)))
+	for _, st := range s.stats.snapshot() {
+		dst = protocol.AppendStat(dst, st.name, strconv.FormatUint(st.value, 10))
+	}
+	return append(dst, protocol.End...)
+}
+
+// Collector returns a Prometheus collector that exports the server's
+// counters, read at scrape time.
+func (s *Server) Collector() prometheus.Collector { return &collector{s: s} }
+
+type collector struct{ s *Server }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.s.stats.snapshot() {
+		kind, name := prometheus.CounterValue, "objcache_"+st.name+"_total"
+		if st.name == "curr_connections" {
+			kind, name = prometheus.GaugeValue, "objcache_"+st.name
+		}
+		d := prometheus.NewDesc(name, st.help, nil, nil)
+		ch <- prometheus.MustNewConstMetric(d, kind, float64(st.value))
+	}
+	d := prometheus.NewDesc("objcache_requests_total", "Requests by command.", []string{"command"}, nil)
+	for _, cmd := range protocol.Commands() {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue,
+			float64(c.s.stats.Commands[cmd].Load()), cmd.String())
+	}
+}
