@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -103,17 +104,17 @@ type pipe struct {
 	inflight chan *call // calls sent on conn, in write order; read by run
 	buf      []byte     // requests waiting for the next write
 	spare    []byte     // the buffer of the previous write, for reuse
-	flushing bool       // a sender is writing buf out
+
+	wake chan struct{} // signals the writer that buf has requests
 }
 
 func newPipe(addr string, cfg pipeConfig) *pipe {
 	d := &net.Dialer{Timeout: cfg.connectTimeout}
-	return &pipe{addr: addr, cfg: cfg, dial: d.DialContext, stop: make(chan struct{})}
+	return &pipe{addr: addr, cfg: cfg, dial: d.DialContext, stop: make(chan struct{}), wake: make(chan struct{}, 1)}
 }
 
-// send writes c's request, or queues it behind the write in progress. It
-// never waits for the backend: a pipe that is down or full finishes c at
-// once with an error.
+// send queues c's request for the pipe's writer. It never waits for the
+// backend: a pipe that is down or full finishes c at once with an error.
 func (p *pipe) send(c *call) {
 	p.mu.Lock()
 	if err := p.admit(c); err != nil {
@@ -123,12 +124,11 @@ func (p *pipe) send(c *call) {
 	}
 	p.buf = append(p.buf, c.req...)
 	p.cfg.stats.BackendRequests.Add(1)
-	if !p.flushing {
-		p.flushing = true
-		p.flush()
-		p.flushing = false
-	}
 	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default: // the writer has been woken already
+	}
 }
 
 // admit hands c to the reader, in write order. p.mu must be held.
@@ -147,30 +147,37 @@ func (p *pipe) admit(c *call) error {
 	}
 }
 
-// flush writes buf until it stays empty. It is called with p.mu held and
-// releases it during each write. The connection is read anew for every
-// write: requests queued after a reconnect belong to the new connection.
-func (p *pipe) flush() {
-	for len(p.buf) > 0 && p.conn != nil {
+// write is the pipe's writer goroutine. Woken by send, it first yields, so
+// that the client goroutines that are ready to run (typically woken together
+// by one poll of the network) queue their requests too, and then writes
+// everything queued in one system call, as an event loop would.
+func (p *pipe) write() {
+	for {
+		select {
+		case <-p.wake:
+		case <-p.stop:
+			return
+		}
+		runtime.Gosched()
+		p.mu.Lock()
 		conn, out := p.conn, p.buf
+		if conn == nil || len(out) == 0 {
+			p.mu.Unlock()
+			continue
+		}
 		p.buf, p.spare = p.spare[:0], nil
 		p.mu.Unlock()
 		_ = conn.SetWriteDeadline(time.Now().Add(p.cfg.timeout))
 		_, err := conn.Write(out)
 		p.cfg.stats.BackendWrites.Add(1)
+		if err != nil {
+			conn.Close() // the reader fails the calls in flight and reconnects
+		}
 		p.mu.Lock()
 		if cap(out) <= p.cfg.queueBytes {
 			p.spare = out[:0]
 		}
-		if err != nil {
-			// The reader sees the closed connection, fails every call in
-			// flight (those of buf too) and reconnects.
-			conn.Close()
-			if p.conn == conn {
-				p.buf = p.buf[:0]
-			}
-			return
-		}
+		p.mu.Unlock()
 	}
 }
 
@@ -179,10 +186,14 @@ func (p *pipe) flush() {
 // goroutine until close.
 func (p *pipe) start(wg *sync.WaitGroup) {
 	conn, err := p.connect()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		p.run(conn, err)
+	}()
+	go func() {
+		defer wg.Done()
+		p.write()
 	}()
 }
 
@@ -238,7 +249,7 @@ func (p *pipe) serve(conn net.Conn) error {
 	p.conn, p.inflight = conn, inflight
 	p.mu.Unlock()
 
-	br := bufio.NewReaderSize(deadlineReader{conn, p.cfg.timeout}, 64<<10)
+	br := bufio.NewReaderSize(&deadlineReader{conn: conn, timeout: p.cfg.timeout}, 64<<10)
 	var err error
 	for err == nil {
 		select {
@@ -280,16 +291,23 @@ func (p *pipe) close() {
 	p.mu.Unlock()
 }
 
-// deadlineReader sets the read deadline before each read from the backend,
-// so that a backend that stops answering fails its calls after timeout. It
-// is only read while a reply is awaited.
+// deadlineReader keeps a read deadline on the backend connection so that a
+// backend that stops answering fails its calls. Moving a deadline costs a
+// runtime timer update, too much to pay on every read of a busy connection,
+// so the deadline is moved forward only once a quarter of the timeout has
+// passed: a read that waits fails after between 3/4 and all of the timeout.
+// It is only read while a reply is awaited.
 type deadlineReader struct {
 	conn    net.Conn
 	timeout time.Duration
+	set     time.Time // when the deadline was last moved
 }
 
-func (d deadlineReader) Read(b []byte) (int, error) {
-	_ = d.conn.SetReadDeadline(time.Now().Add(d.timeout))
+func (d *deadlineReader) Read(b []byte) (int, error) {
+	if now := time.Now(); now.Sub(d.set) > d.timeout/4 {
+		_ = d.conn.SetReadDeadline(now.Add(d.timeout))
+		d.set = now
+	}
 	return d.conn.Read(b)
 }
 
