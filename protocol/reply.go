@@ -49,6 +49,9 @@ type Reply struct {
 	// Ended reports that a retrieval reply ended with END; when false, Raw
 	// is the single line the backend sent instead (an error).
 	Ended bool
+	// TooLarge reports that a retrieval reply had a value larger than the
+	// limit ReadReply was given: it was skipped, not kept in Values.
+	TooLarge bool
 }
 
 // Key returns v's key.
@@ -68,10 +71,12 @@ func (r *Reply) Reset() {
 	r.Raw = r.Raw[:0]
 	r.Values = r.Values[:0]
 	r.Ended = false
+	r.TooLarge = false
 }
 
 // ReadReply reads the reply to one request of command cmd from br into rep.
-// maxValue bounds the data length of a VALUE block. Replies to retrievals are
+// A VALUE block whose data is longer than maxValue is skipped and reported
+// by rep.TooLarge, so that memory stays bounded. Replies to retrievals are
 // VALUE blocks ended by END (or one error line); replies to stats are STAT
 // lines ended by END; every other reply is one line.
 func ReadReply(br *bufio.Reader, cmd Command, rep *Reply, maxValue int) error {
@@ -124,9 +129,18 @@ func readRetrieval(br *bufio.Reader, rep *Reply, maxValue int) error {
 			rep.Values = rep.Values[:0]
 			return nil
 		}
-		v, n, err := parseValueLine(line, start, maxValue)
+		v, n, err := parseValueLine(line, start)
 		if err != nil {
 			return err
+		}
+		if n > maxValue {
+			// Too large to hold: skip it, keeping the connection in step.
+			rep.Raw = rep.Raw[:start]
+			rep.TooLarge = true
+			if _, err := br.Discard(n + 2); err != nil {
+				return err
+			}
+			continue
 		}
 		v.DataStart = len(rep.Raw)
 		rep.Raw = append(rep.Raw, make([]byte, n+2)...)
@@ -144,7 +158,7 @@ func readRetrieval(br *bufio.Reader, rep *Reply, maxValue int) error {
 // parseValueLine parses "VALUE <key> <flags> <bytes> [<cas>]\r\n" found at
 // offset start of Raw, returning the Value (without data offsets) and the
 // data length.
-func parseValueLine(line []byte, start, maxValue int) (Value, int, error) {
+func parseValueLine(line []byte, start int) (Value, int, error) {
 	v := Value{Start: start}
 	rest := line[len(valuePrefix) : len(line)-2]
 	var fields [4][]byte
@@ -165,7 +179,7 @@ func parseValueLine(line []byte, start, maxValue int) (Value, int, error) {
 	v.KeyEnd = v.KeyStart + len(fields[0])
 	flags, ok1 := parseDigits(fields[1])
 	n, ok2 := parseDigits(fields[2])
-	if !ok1 || !ok2 || flags > 1<<32-1 || n > uint64(maxValue) {
+	if !ok1 || !ok2 || flags > 1<<32-1 || n > 1<<31-1 {
 		return v, 0, fmt.Errorf("%w: %q", ErrBadReply, line)
 	}
 	v.Flags = uint32(flags)

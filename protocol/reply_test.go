@@ -198,7 +198,6 @@ func TestReadReplyMalformed(t *testing.T) {
 		{"VALUE with bytes over 64 bits", CmdGet, "VALUE a 0 18446744073709551616\r\nEND\r\n"},
 		{"VALUE with non-numeric cas", CmdGets, "VALUE a 0 1 z\r\na\r\nEND\r\n"},
 		{"VALUE with empty key", CmdGet, "VALUE  0 1\r\na\r\nEND\r\n"},
-		{"VALUE longer than maxValue", CmdGet, "VALUE a 0 1048577\r\n"},
 		{"data not ended by CRLF", CmdGet, "VALUE a 0 1\r\nabc\r\nEND\r\n"},
 		{"data ended by LF only", CmdGet, "VALUE a 0 1\r\na\nEND\r\n"},
 	}
@@ -208,6 +207,23 @@ func TestReadReplyMalformed(t *testing.T) {
 				t.Errorf("ReadReply(%q) = %v, want ErrBadReply", tc.in, err)
 			}
 		})
+	}
+}
+
+func TestReadReplySkipsValuesOverTheLimit(t *testing.T) {
+	big := strings.Repeat("x", 1<<20+1)
+	in := "VALUE a 0 1\r\na\r\nVALUE big 0 1048577\r\n" + big + "\r\nVALUE b 0 1\r\nb\r\nEND\r\nSTORED\r\n"
+	br := bufio.NewReaderSize(strings.NewReader(in), 4096)
+	var rep Reply
+	if err := ReadReply(br, CmdGet, &rep, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.TooLarge || !rep.Ended || len(rep.Values) != 2 || string(rep.Raw) != "VALUE a 0 1\r\na\r\nVALUE b 0 1\r\nb\r\n" {
+		t.Errorf("got TooLarge=%v Ended=%v %d values, Raw %q; want the two small values kept and the large one skipped",
+			rep.TooLarge, rep.Ended, len(rep.Values), rep.Raw)
+	}
+	if err := ReadReply(br, CmdSet, &rep, 1<<20); err != nil || string(rep.Raw) != "STORED\r\n" {
+		t.Errorf("next reply = %q, %v; want STORED: the connection must stay in step", rep.Raw, err)
 	}
 }
 

@@ -10,11 +10,13 @@ import (
 type opKind uint8
 
 const (
-	opLocal  opKind = iota // answered by the proxy itself (local)
-	opSingle               // one backend call, its reply relayed as is
-	opMulti                // a get split over nodes; values merged in key order
-	opFanout               // sent to every node; OK when all say OK
-	opStats                // the proxy's counters, read when the reply is written
+	opLocal   opKind = iota // answered by the proxy itself (local)
+	opSingle                // one backend call, its reply relayed as is
+	opMulti                 // a get split over nodes; values merged in key order
+	opFanout                // sent to every node; OK when all say OK
+	opStats                 // the proxy's counters, read when the reply is written
+	opObjects               // a retrieval with object keys (objects_op.go)
+	opDelete                // a delete of an object key: a tombstone
 )
 
 // op is one client request in flight: what was asked and the backend calls
@@ -25,8 +27,12 @@ type op struct {
 	local []byte  // the reply of an opLocal (nil: no reply)
 	buf   []byte  // backing store for the stats reply
 	calls []*call // opSingle: one; opMulti: one per node (nil where unused); opFanout: one per node
-	node  []int32 // opMulti: the node of each key
+	node  []int32 // opMulti, opObjects: the node of each key (-1: none)
 	refs  []valueRef
+
+	kinds  []keyKind   // opObjects: how each key is served
+	hot    []*hotEntry // opObjects: hot tier entries by key
+	epochs []uint32    // opObjects: hot tier epochs by key, read before the node
 }
 
 // valueRef points at one VALUE block of a call's reply.
@@ -52,6 +58,7 @@ func (c *conn) dispatch(o *op) {
 		o.local = c.s.versionLine
 	case r.Command == protocol.CmdStats:
 		o.kind = opStats
+	case c.s.obj != nil && c.s.obj.isObject(r.Keys[0]) && c.s.obj.dispatchKeyed(c, o):
 	default: // storage, delete, incr, decr, touch: one key, one node
 		o.kind = opSingle
 		cl := newCall(r.Command)
@@ -82,6 +89,9 @@ func (c *conn) dispatchRetrieval(o *op) {
 		o.local = protocol.End
 		return
 	}
+	if c.s.obj != nil && c.s.obj.dispatchObjects(c, o) {
+		return
+	}
 	first := c.s.pick(r.Keys[0])
 	o.node = append(o.node[:0], int32(first))
 	split := false
@@ -99,19 +109,27 @@ func (c *conn) dispatchRetrieval(o *op) {
 		return
 	}
 	o.kind = opMulti
-	head := r.Head()
+	c.sendPerNode(o, r.Head())
+}
+
+// sendPerNode sends "head k1 k2 ...\r\n" to each node that o.node names
+// (-1: not sent), one call per node, in o.calls by node.
+func (c *conn) sendPerNode(o *op, head []byte) {
 	for range c.s.nodes {
 		o.calls = append(o.calls, nil)
 	}
 	for i, n := range o.node {
+		if n < 0 {
+			continue
+		}
 		cl := o.calls[n]
 		if cl == nil {
-			cl = newCall(r.Command)
+			cl = newCall(o.req.Command)
 			cl.req = append(cl.req, head...)
 			o.calls[n] = cl
 		}
 		cl.req = append(cl.req, ' ')
-		cl.req = append(cl.req, r.Keys[i]...)
+		cl.req = append(cl.req, o.req.Keys[i]...)
 	}
 	for n, cl := range o.calls {
 		if cl != nil {
@@ -152,6 +170,10 @@ func (c *conn) complete(o *op) {
 	case opStats:
 		o.buf = c.s.appendStats(o.buf[:0], o.req.Args)
 		c.bw.Write(o.buf)
+	case opObjects:
+		c.s.obj.completeObjects(c, o)
+	case opDelete:
+		c.s.obj.completeDelete(c, o)
 	}
 	for i, cl := range o.calls {
 		if cl != nil {
@@ -165,6 +187,10 @@ func (c *conn) writeSingle(o *op, cl *call) {
 	cl.wait()
 	if cl.err != nil {
 		c.bw.Write(errorLine(cl.err))
+		return
+	}
+	if cl.reply.TooLarge {
+		c.bw.Write(replyTooLarge)
 		return
 	}
 	c.bw.Write(cl.reply.Raw)
@@ -182,24 +208,26 @@ func (c *conn) writeMulti(o *op) {
 	for range o.node {
 		o.refs = append(o.refs, valueRef{})
 	}
+	o.waitAll()
 	var failure []byte
-	answered := false
+	answered, tooLarge := false, false
 	for n, cl := range o.calls {
 		if cl == nil {
 			continue
 		}
-		cl.wait()
 		switch {
 		case cl.err != nil:
 			failure = errorLine(cl.err)
 		case !cl.reply.Ended:
 			failure = cl.reply.Raw
+		case cl.reply.TooLarge:
+			failure, tooLarge = replyTooLarge, true
 		default:
 			answered = true
 			o.matchValues(int32(n), cl)
 		}
 	}
-	if !answered {
+	if !answered || tooLarge {
 		c.bw.Write(failure)
 		return
 	}
@@ -212,6 +240,16 @@ func (c *conn) writeMulti(o *op) {
 	}
 	c.bw.Write(protocol.End)
 	c.s.stats.countGet(len(o.req.Keys), hits)
+}
+
+// waitAll waits for every call of o, so that none is released (or its
+// reply read) while a backend still writes into it.
+func (o *op) waitAll() {
+	for _, cl := range o.calls {
+		if cl != nil {
+			cl.wait()
+		}
+	}
 }
 
 // matchValues assigns the values node n returned to the keys that asked for

@@ -47,6 +47,24 @@ type Config struct {
 	Version string
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// Loader loads the rows of Models. With no Loader or no Models, every
+	// key is a plain key.
+	Loader Loader
+	// Models are the configured models by name: keys "Name:id" with an id
+	// that Loader accepts are objects.
+	Models map[string]Model
+	// TombstoneTTL is how long a delete's tombstone lives; it must outlast
+	// the loader's query timeout. Zero means 10s.
+	TombstoneTTL time.Duration
+	// HotTier configures the in-process tier of objects (off when zero).
+	HotTier HotTier
+	// LoadTimeout bounds one load of rows. Zero means 5s.
+	LoadTimeout time.Duration
+	// FillWithSet stores fills with a plain set instead of add/cas. It
+	// reopens the stale-set race that tombstones close, and exists only so
+	// that a test can show the race.
+	FillWithSet bool
 }
 
 func (c *Config) setDefaults() {
@@ -80,6 +98,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.TombstoneTTL <= 0 {
+		c.TombstoneTTL = 10 * time.Second
+	}
+	if c.LoadTimeout <= 0 {
+		c.LoadTimeout = 5 * time.Second
+	}
 }
 
 // Server is a memcached protocol proxy. Its methods are safe for concurrent
@@ -90,6 +114,7 @@ type Server struct {
 	nodes       []*node
 	stats       *Stats
 	versionLine []byte
+	obj         *objects // nil without models
 
 	mu     sync.Mutex // protects conns and closed
 	conns  map[net.Conn]struct{}
@@ -112,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 		stats:       newStats(),
 		versionLine: []byte("VERSION " + cfg.Version + "\r\n"),
 		conns:       make(map[net.Conn]struct{}),
+	}
+	if s.obj, err = newObjects(s, cfg); err != nil {
+		return nil, err
 	}
 	pc := pipeConfig{
 		connectTimeout: cfg.ConnectTimeout,
@@ -208,6 +236,9 @@ func (s *Server) Close() error {
 	for _, n := range s.nodes {
 		n.close()
 	}
+	if s.obj != nil && s.obj.hot != nil {
+		s.obj.hot.close()
+	}
 	return nil
 }
 
@@ -219,6 +250,7 @@ var (
 	replyBackendTimeout = []byte("SERVER_ERROR backend timeout\r\n")
 	replyQueueFull      = []byte("SERVER_ERROR backend queue full\r\n")
 	replyShutdown       = []byte("SERVER_ERROR shutting down\r\n")
+	replyTooLarge       = []byte("SERVER_ERROR object too large for cache\r\n")
 )
 
 // errorLine is the one place where a backend error becomes a reply.

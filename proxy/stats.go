@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"os"
+	"sort"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -91,10 +92,47 @@ func (s *Server) appendStats(dst []byte, args [][]byte) []byte {
 	dst = protocol.AppendStat(dst, "time", strconv.FormatInt(now.Unix(), 10))
 	dst = protocol.AppendStat(dst, "version", s.cfg.Version)
 	dst = protocol.AppendStat(dst, "backends", strconv.Itoa(len(s.nodes)))
-	for _, st := range s.stats.snapshot() {
+	for _, st := range s.statList() {
 		dst = protocol.AppendStat(dst, st.name, strconv.FormatUint(st.value, 10))
 	}
 	return append(dst, protocol.End...)
+}
+
+// statList is every counter the server has: its own, the object path's and
+// the loader's.
+func (s *Server) statList() []stat {
+	list := s.stats.snapshot()
+	if s.obj == nil {
+		return list
+	}
+	list = append(list, s.obj.stats.snapshot()...)
+	counters := s.obj.loader.Counters()
+	names := make([]string, 0, len(counters))
+	for name := range counters {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		list = append(list, stat{name, "Loader counter " + name + ".", counters[name]})
+	}
+	return list
+}
+
+func (ost *ObjectStats) snapshot() []stat {
+	return []stat{
+		{"hot_hits", "Object keys answered by the hot tier.", ost.HotHits.Load()},
+		{"hot_misses", "Object keys the hot tier did not have.", ost.HotMisses.Load()},
+		{"node_hits", "Object rows found on their memcached node.", ost.NodeHits.Load()},
+		{"node_misses", "Object keys absent or tombstoned on their node.", ost.NodeMisses.Load()},
+		{"negative_hits", "Misses answered by a negative entry.", ost.NegativeHits.Load()},
+		{"loads", "Ids asked of the loader, after coalescing.", ost.Loads.Load()},
+		{"load_joined", "Misses that joined a load in flight.", ost.Joined.Load()},
+		{"load_errors", "Loader calls that failed.", ost.LoadErrors.Load()},
+		{"fills_stored", "Rows and negative entries stored by fills.", ost.FillsStored.Load()},
+		{"fills_refused", "Fills refused by add/cas because a delete won.", ost.FillsRefused.Load()},
+		{"fills_skipped", "Fills not stored because the node read failed.", ost.FillsSkipped.Load()},
+		{"tombstones", "Tombstones written by deletes.", ost.Tombstones.Load()},
+	}
 }
 
 // Collector returns a Prometheus collector that exports the server's
@@ -108,7 +146,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	for _, st := range c.s.stats.snapshot() {
+	for _, st := range c.s.statList() {
 		kind, name := prometheus.CounterValue, "objcache_"+st.name+"_total"
 		if st.name == "curr_connections" {
 			kind, name = prometheus.GaugeValue, "objcache_"+st.name

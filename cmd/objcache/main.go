@@ -132,7 +132,7 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 // and serves both until ctx is done.
 func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, pprofOn bool, log *slog.Logger) error {
 	m := cmux.New(ln)
-	httpL := m.Match(cmux.HTTP1Fast())
+	httpL := m.Match(firstByteUppercase)
 	mcL := m.Match(cmux.Any())
 
 	hs := &http.Server{Handler: adminHandler(srv, pprofOn), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -153,6 +153,15 @@ func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, ppro
 	_ = hs.Shutdown(shutdownCtx)
 	srv.Close()
 	return err
+}
+
+// firstByteUppercase matches HTTP requests: their methods are uppercase and
+// memcached's commands lowercase, so one byte decides. (A longer prefix
+// matcher would wait for bytes that a short memcached request never sends.)
+func firstByteUppercase(r io.Reader) bool {
+	var b [1]byte
+	n, _ := io.ReadFull(r, b[:])
+	return n == 1 && b[0] >= 'A' && b[0] <= 'Z'
 }
 
 func ignoreClosed(err error) error {

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/objcache/objcache/ring"
+)
+
+// writeConfig writes a config file for one test and returns its path.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "objcache.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var allowConfig = cmp.AllowUnexported(config{})
+
+func TestExampleConfigParsesAsDesignSays(t *testing.T) {
+	got, err := loadConfig("../../examples/objcache.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		Listen:       "127.0.0.1:11311",
+		Backends:     []string{"127.0.0.1:11211", "127.0.0.1:11212"},
+		Postgres:     "postgres://app@127.0.0.1:5432/app?sslmode=disable",
+		TombstoneTTL: 10 * time.Second,
+		HotTier:      hotTierConfig{MaxBytes: 64 << 20, TTL: 2 * time.Second},
+		Models: map[string]model{
+			"User": {Table: "users", Key: "id", TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second},
+		},
+	}
+	if diff := cmp.Diff(got, want, allowConfig); diff != "" {
+		t.Errorf("loadConfig(examples/objcache.yaml) (-got +want):\n%s", diff)
+	}
+	nodes, err := got.validate()
+	if err != nil {
+		t.Fatalf("the example does not validate: %v", err)
+	}
+	wantNodes := []ring.Node{{Addr: "127.0.0.1:11211", Weight: 1}, {Addr: "127.0.0.1:11212", Weight: 1}}
+	if diff := cmp.Diff(nodes, wantNodes); diff != "" {
+		t.Errorf("validate's nodes (-got +want):\n%s", diff)
+	}
+}
+
+func TestEmptyConfigFileIsAnEmptyConfig(t *testing.T) {
+	got, err := loadConfig(writeConfig(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, config{}, allowConfig); diff != "" {
+		t.Errorf("(-got +want):\n%s", diff)
+	}
+}
+
+func TestUnknownConfigKeysAreRefusedByName(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, key string }{
+		{"top level", "listen: 127.0.0.1:1\nbakends: [127.0.0.1:11211]\n", "bakends"},
+		{"in hot_tier", "hot_tier: {max_byte: 1}\n", "max_byte"},
+		{"in a model", "models:\n  User: {tabel: users, key: id}\n", "tabel"},
+		{"a flag's name instead of the key", "retry_interval: 1s\n", "retry_interval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(writeConfig(t, tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.key) {
+				t.Errorf("loadConfig(%q) = %v, want an error naming %q", tc.yaml, err, tc.key)
+			}
+		})
+	}
+}
+
+func TestConfigFileErrorsNameTheFile(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	if _, err := loadConfig(missing); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Errorf("loadConfig of a missing file = %v, want an error naming it", err)
+	}
+	bad := writeConfig(t, "timeout: soon\n")
+	if _, err := loadConfig(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("loadConfig of a bad duration = %v, want an error naming %s", err, bad)
+	}
+}
+
+func TestFlagsOverrideOnlyTheFlagsSet(t *testing.T) {
+	file := writeConfig(t, `listen: 127.0.0.1:2000
+backends: [127.0.0.1:11211]
+timeout: 2s
+queue_size: 100
+max_item_size: 2048
+server_retry_timeout: 3s
+`)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want func(*config)
+	}{
+		{"no flags: the file as it is", nil, func(*config) {}},
+		{"set flags win over the file", []string{"--timeout", "5s", "--backends", "10.0.0.1:11211, 10.0.0.2:11211 2", "--listen", ":3000"},
+			func(c *config) {
+				c.Timeout = 5 * time.Second
+				c.Backends = []string{"10.0.0.1:11211", "10.0.0.2:11211 2"}
+				c.Listen = ":3000"
+			}},
+		{"a flag set to its default still wins", []string{"--queue-size", "4096", "--server-retry-timeout", "1s"},
+			func(c *config) { c.QueueSize, c.RetryInterval = 4096, time.Second }},
+		{"every override flag", []string{"--postgres", "postgres://x", "--backend-connections", "4",
+			"--connect-timeout", "50ms", "--max-item-size", "10", "--max-line-length", "4096", "--pprof"},
+			func(c *config) {
+				c.Postgres, c.BackendConnections, c.ConnectTimeout = "postgres://x", 4, 50*time.Millisecond
+				c.MaxItemSize, c.MaxLineLength, c.pprof = 10, 4096, true
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := newServeFlags().load(append([]string{"--config", file}, tc.args...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := config{
+				Listen:        "127.0.0.1:2000",
+				Backends:      []string{"127.0.0.1:11211"},
+				Timeout:       2 * time.Second,
+				QueueSize:     100,
+				MaxItemSize:   2048,
+				RetryInterval: 3 * time.Second,
+			}
+			tc.want(&want)
+			if diff := cmp.Diff(got, want, allowConfig); diff != "" {
+				t.Errorf("load(%q) (-got +want):\n%s", tc.args, diff)
+			}
+		})
+	}
+}
+
+func TestFlagsWithoutAFileLeaveUnsetFieldsZero(t *testing.T) {
+	got, err := newServeFlags().load([]string{"--backends", "127.0.0.1:11211"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Zero means the proxy's default; the flags' defaults say the same.
+	if diff := cmp.Diff(got, config{Backends: []string{"127.0.0.1:11211"}}, allowConfig); diff != "" {
+		t.Errorf("(-got +want):\n%s", diff)
+	}
+	if _, err := newServeFlags().load([]string{"--backends", "127.0.0.1:11211", "extra"}); err == nil || !strings.Contains(err.Error(), "extra") {
+		t.Errorf("load with a stray argument = %v, want an error naming it", err)
+	}
+}
+
+func TestValidateFillsTheDefaultListenAddress(t *testing.T) {
+	c := config{Backends: []string{"127.0.0.1:11211 3", "10.0.0.2:11212:2"}}
+	nodes, err := c.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != defaultListen {
+		t.Errorf("Listen = %q, want %q", c.Listen, defaultListen)
+	}
+	want := []ring.Node{{Addr: "127.0.0.1:11211", Weight: 3}, {Addr: "10.0.0.2:11212", Weight: 2}}
+	if diff := cmp.Diff(nodes, want); diff != "" {
+		t.Errorf("nodes (-got +want):\n%s", diff)
+	}
+}
+
+func TestValidateRefusesBadConfigs(t *testing.T) {
+	ok := []string{"127.0.0.1:11211"}
+	for _, tc := range []struct {
+		name    string
+		c       config
+		mention string
+	}{
+		{"no backends", config{}, "no backends"},
+		{"a backend without a port", config{Backends: []string{"127.0.0.1"}}, `"127.0.0.1"`},
+		{"a backend with port 0", config{Backends: []string{"127.0.0.1:0"}}, `"127.0.0.1:0"`},
+		{"a backend with a zero weight", config{Backends: []string{"127.0.0.1:11211 0"}}, `"127.0.0.1:11211 0"`},
+		{"a backend with a name", config{Backends: []string{"127.0.0.1:11211:1 cache1"}}, "cache1"},
+		{"negative max_item_size", config{Backends: ok, MaxItemSize: -1}, "negative"},
+		{"negative queue_size", config{Backends: ok, QueueSize: -1}, "negative"},
+		{"negative backend_connections", config{Backends: ok, BackendConnections: -1}, "negative"},
+		{"negative max_line_length", config{Backends: ok, MaxLineLength: -1}, "negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.c.validate(); err == nil || !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("validate() = %v, want an error mentioning %s", err, tc.mention)
+			}
+		})
+	}
+}
