@@ -181,15 +181,20 @@ func (p *pipe) write() {
 	}
 }
 
-// start makes the first connection attempt, so that a new proxy does not
-// fail its first requests while it connects, then serves the pipe in its own
-// goroutine until close.
+// start makes the first connection attempt and attaches the connection
+// before it returns, so that a new proxy does not fail its first requests
+// while it connects; then it serves the pipe in its own goroutines until
+// close.
 func (p *pipe) start(wg *sync.WaitGroup) {
 	conn, err := p.connect()
+	var inflight chan *call
+	if err == nil {
+		inflight = p.attach(conn)
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		p.run(conn, err)
+		p.run(conn, inflight, err)
 	}()
 	go func() {
 		defer wg.Done()
@@ -199,10 +204,10 @@ func (p *pipe) start(wg *sync.WaitGroup) {
 
 // run serves one connection after another: it reads replies until the
 // connection fails, then reconnects, failing calls fast while it cannot.
-func (p *pipe) run(conn net.Conn, err error) {
+func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 	for {
 		if err == nil {
-			err = p.serve(conn)
+			err = p.serve(conn, inflight)
 		}
 		if p.stopped() {
 			return
@@ -214,7 +219,9 @@ func (p *pipe) run(conn net.Conn, err error) {
 				return
 			}
 		}
-		conn, err = p.connect()
+		if conn, err = p.connect(); err == nil {
+			inflight = p.attach(conn)
+		}
 	}
 }
 
@@ -240,15 +247,20 @@ func (p *pipe) connect() (net.Conn, error) {
 	return conn, nil
 }
 
-// serve attaches conn to the pipe and reads its replies until it fails or
-// the pipe is closed; then it detaches conn and fails the calls still in
-// flight. It returns the error that ended the connection.
-func (p *pipe) serve(conn net.Conn) error {
+// attach makes conn the pipe's connection and returns the channel of its
+// calls in flight.
+func (p *pipe) attach(conn net.Conn) chan *call {
 	inflight := make(chan *call, p.cfg.queueSize)
 	p.mu.Lock()
 	p.conn, p.inflight = conn, inflight
 	p.mu.Unlock()
+	return inflight
+}
 
+// serve reads conn's replies until it fails or the pipe is closed; then it
+// detaches conn and fails the calls still in flight. It returns the error
+// that ended the connection.
+func (p *pipe) serve(conn net.Conn, inflight chan *call) error {
 	br := bufio.NewReaderSize(&deadlineReader{conn: conn, timeout: p.cfg.timeout}, 64<<10)
 	var err error
 	for err == nil {

@@ -11,6 +11,8 @@ import (
 	"github.com/objcache/objcache/ring"
 )
 
+func TestMain(m *testing.M) { testsupport.Main(m) }
+
 // startProxy serves a proxy in front of backends on a loopback port and
 // returns it and its address. It is closed when the test ends.
 func startProxy(t testing.TB, backends []string, configure func(*proxy.Config)) (*proxy.Server, string) {

@@ -22,7 +22,7 @@ type Loader interface {
 	ValidID(model string, id []byte) bool
 	// Load returns the row of each id as a JSON object, nil where there is
 	// no row. An error fails the whole call.
-	Load(ctx context.Context, model string, ids [][]byte) ([][]byte, error)
+	LoadRows(ctx context.Context, model string, ids [][]byte) ([][]byte, error)
 	// Counters returns the loader's counters (queries, ids, errors) for the
 	// stats command and /metrics.
 	Counters() map[string]uint64
@@ -75,11 +75,19 @@ type model struct {
 
 // flight is one key's load. Requests for the key that arrive while it is in
 // the flights map wait for it instead of loading again; it stays there until
-// its fill has been stored (or refused), so that a request arriving between
-// the query's end and the store does not query again.
+// its fill has been stored (or refused), and flightLinger after, so that a
+// request arriving between the query's end and the store does not query
+// again.
+//
+// A request joins a flight only if it saw on the node what the flight's
+// owner saw. One that saw something else (a tombstone the owner did not see)
+// may have seen a delete that came after the owner's query began, whose row
+// may then be stale for it: it starts a flight of its own, which replaces
+// the older one in the map.
 type flight struct {
-	done chan struct{} // closed when row and err are set
-	row  []byte        // nil: no such row
+	done chan struct{}  // closed when row and err are set
+	seen tombstone.Seen // what the owner saw on the node
+	row  []byte         // nil: no such row
 	err  error
 }
 
@@ -180,12 +188,12 @@ func (ob *objects) fill(slot int, m *model, keys, ids [][]byte, seens []tombston
 	var mine, joined []int
 	ob.mu.Lock()
 	for i, k := range keys {
-		if f, ok := ob.flights[string(k)]; ok {
+		if f, ok := ob.flights[string(k)]; ok && f.seen == seens[i] {
 			fl[i] = f
 			joined = append(joined, i)
 			continue
 		}
-		f := &flight{done: make(chan struct{})}
+		f := &flight{done: make(chan struct{}), seen: seens[i]}
 		ob.flights[string(k)] = f
 		fl[i] = f
 		mine = append(mine, i)
@@ -214,7 +222,7 @@ func (ob *objects) load(m *model, ids [][]byte, mine []int, fl []*flight) {
 	}
 	ob.stats.Loads.Add(uint64(len(want)))
 	ctx, cancel := context.WithTimeout(context.Background(), ob.loadTimeout)
-	rows, err := ob.loader.Load(ctx, m.name, want)
+	rows, err := ob.loader.LoadRows(ctx, m.name, want)
 	cancel()
 	if err == nil && len(rows) != len(want) {
 		err = errors.New("proxy: loader returned the wrong number of rows")
@@ -277,9 +285,27 @@ func (ob *objects) store(slot int, m *model, keys [][]byte, mine []int, fl []*fl
 			ob.hot.put(keys[i], &hotEntry{data: fl[i].row}, epochs[i])
 		}
 	}
-	ob.mu.Lock()
 	for _, i := range mine {
-		delete(ob.flights, string(keys[i]))
+		if fl[i].err != nil {
+			ob.retire(keys[i], fl[i])
+			continue
+		}
+		key, f := string(keys[i]), fl[i]
+		time.AfterFunc(flightLinger, func() { ob.retire([]byte(key), f) })
+	}
+}
+
+// flightLinger is how long a loaded flight stays joinable after its fill was
+// stored. A request that read the node just before the store landed, but
+// looks for a flight just after, would otherwise query again; joining is
+// safe because it saw what the owner saw, so no delete came in between.
+const flightLinger = time.Second
+
+// retire removes f from the flights, unless a newer flight replaced it.
+func (ob *objects) retire(key []byte, f *flight) {
+	ob.mu.Lock()
+	if ob.flights[string(key)] == f {
+		delete(ob.flights, string(key))
 	}
 	ob.mu.Unlock()
 }

@@ -48,7 +48,7 @@ func newLoadtestFlags() *loadtestFlags {
 	fs.StringVar(&c.Addr, "addr", "", "target `HOST:PORT` (required)")
 	fs.StringVar(&c.Prefix, "prefix", "key:", "key prefix: keys are `P`1 .. PN")
 	fs.IntVar(&c.Keys, "keys", 100000, "number of keys `N`")
-	fs.Float64Var(&c.Zipf, "zipf", 0, "zipfian skew `THETA` of key popularity (0.99 is YCSB's); 0 means uniform")
+	fs.Float64Var(&c.Zipf, "zipf", 0, "zipfian skew `THETA` of key popularity, P1 the most popular (0.99 is YCSB's); 0 means uniform")
 	fs.BoolVar(&c.Hotspot, "hotspot", false, "send --hotspot-ops of the requests to --hotspot-keys of the keys")
 	fs.Float64Var(&c.HotspotKeys, "hotspot-keys", 0.2, "hot `FRACTION` of the keys")
 	fs.Float64Var(&c.HotspotOps, "hotspot-ops", 0.8, "`FRACTION` of the requests that go to the hot keys")
@@ -136,7 +136,7 @@ func loadtestCmd(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "objcache loadtest:", err)
+		loadtestError(stderr, err)
 		return 2
 	}
 	f.cfg.Progress = stderr
@@ -148,15 +148,21 @@ func loadtestCmd(args []string, stdout, stderr io.Writer) int {
 	rep, err := runLoadtest(ctx, f.cfg, plan, f.fill, stderr)
 	if rep != nil && (rep.Result != nil || rep.Ramp != nil) {
 		if werr := writeReports(rep, stdout, f.jsonPath, f.htmlPath); werr != nil {
-			fmt.Fprintln(stderr, "objcache loadtest:", werr)
+			loadtestError(stderr, werr)
 			return 1
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "objcache loadtest:", err)
+		loadtestError(stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// loadtestError prints err once prefixed "objcache loadtest:".
+func loadtestError(stderr io.Writer, err error) {
+	msg, _ := strings.CutPrefix(err.Error(), "loadtest: ")
+	fmt.Fprintln(stderr, "objcache loadtest:", msg)
 }
 
 // runLoadtest fills if asked, then runs or ramps. It returns what it

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/soheilhy/cmux"
 
+	"github.com/objcache/objcache/loader"
 	"github.com/objcache/objcache/proxy"
 )
 
@@ -101,10 +102,14 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if len(c.Models) > 0 {
-		log.Warn("models are configured, but this build serves every key as a plain key", "models", len(c.Models))
+	ld, err := newLoader(ctx, c)
+	if err != nil {
+		return err
 	}
-	srv, err := proxy.New(proxy.Config{
+	if ld != nil {
+		defer ld.Close()
+	}
+	pc := proxy.Config{
 		Backends:           nodes,
 		BackendConnections: c.BackendConnections,
 		ConnectTimeout:     c.ConnectTimeout,
@@ -115,7 +120,17 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 		MaxLineLength:      c.MaxLineLength,
 		Version:            version,
 		Logger:             log,
-	})
+		TombstoneTTL:       c.TombstoneTTL,
+		HotTier:            proxy.HotTier{MaxBytes: c.HotTier.MaxBytes, TTL: c.HotTier.TTL},
+	}
+	if ld != nil {
+		pc.Loader = ld
+		pc.Models = make(map[string]proxy.Model, len(c.Models))
+		for name, m := range c.Models {
+			pc.Models[name] = proxy.Model{TTL: m.TTL, NegativeTTL: m.NegativeTTL}
+		}
+	}
+	srv, err := proxy.New(pc)
 	if err != nil {
 		return err
 	}
@@ -126,6 +141,28 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	log.Info("objcache serving", "listen", ln.Addr().String(), "backends", c.Backends)
 	return serveListener(ctx, ln, srv, c.pprof, log)
+}
+
+// newLoader connects to PostgreSQL and checks every model, or returns nil
+// when no models are configured (a plain sharding proxy).
+func newLoader(ctx context.Context, c config) (*loader.Loader, error) {
+	if len(c.Models) == 0 {
+		return nil, nil
+	}
+	if c.Postgres == "" {
+		return nil, errors.New("config: models need a postgres connection URL (postgres: or --postgres)")
+	}
+	lc := loader.Config{DSN: c.Postgres}
+	for name, m := range c.Models {
+		lc.Models = append(lc.Models, loader.Model{Name: name, Table: m.Table, Key: m.Key, TTL: m.TTL, NegativeTTL: m.NegativeTTL})
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ld, err := loader.New(startCtx, lc)
+	if err != nil {
+		return nil, err
+	}
+	return ld, nil
 }
 
 // serveListener splits ln between HTTP (admin) and the memcached protocol

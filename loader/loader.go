@@ -1,0 +1,338 @@
+// Package loader loads the rows of objcache's models from PostgreSQL, one bulk
+// query per batch of ids.
+//
+// A model maps a name to a table and its key column. New checks every model
+// against the catalog; afterwards Load returns, for a list of ids, each row as
+// the JSON object that row_to_json gives, built by the database and passed on
+// as bytes. Concurrent Loads of a model are coalesced: ids that arrive within
+// Config.BatchWindow (or until a batch holds Config.MaxBatch ids) share one
+// query, an id already in an unfinished batch joins it, and while
+// Config.MaxInFlight queries run, new ids gather into the next batch.
+//
+// Each model has one statement,
+//
+//	SELECT t.key::text, row_to_json(t.*)::text FROM table AS t WHERE t.key = ANY($1)
+//
+// with $1 a typed array, so pgx prepares it once per connection whatever the
+// batch size. Table and column names come only from the Config and are quoted
+// as identifiers; ids are parsed into the key's type (Model.ParseID) before
+// any query.
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+var (
+	// ErrUnavailable is wrapped by the errors of Load and Ping when the
+	// database could not answer: it is down, unreachable, refusing
+	// connections, shutting down, or the query timed out.
+	ErrUnavailable = errors.New("loader: database unavailable")
+	// ErrClosed is returned by Load after Close, and to Loads still waiting
+	// for a batch that Close dropped.
+	ErrClosed = errors.New("loader: closed")
+)
+
+// Model maps a name to a table. Name, Table and Key come from the
+// configuration; KeyType is filled in by New from the catalog.
+type Model struct {
+	Name        string        // "User": keys "User:<id>"; no ':' and no spaces
+	Table       string        // "users" or "schema.table"; each part is one identifier, case-sensitive
+	Key         string        // the key column, case-sensitive
+	TTL         time.Duration // how long a row is cached (used by the proxy, carried here)
+	NegativeTTL time.Duration // how long a missing row is remembered (proxy)
+	KeyType     KeyType       // filled in by New from the catalog
+}
+
+// Config configures a Loader. The zero value of each limit is a documented
+// default.
+type Config struct {
+	DSN          string        // pgx connection string (URL or key=value)
+	Models       []Model       // names must be unique
+	MaxConns     int32         // pgx pool size; 0 means 8
+	MaxInFlight  int           // queries in flight at once per loader; 0 means MaxConns
+	QueryTimeout time.Duration // bounds each query, connecting included; 0 means 2s
+	BatchWindow  time.Duration // how long a batch waits for more ids before its query; 0 means 200µs
+	MaxBatch     int           // ids per query; 0 means 500
+}
+
+// withDefaults returns c with every zero limit replaced by its default.
+func (c Config) withDefaults() Config {
+	if c.MaxConns <= 0 {
+		c.MaxConns = 8
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = int(c.MaxConns)
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 2 * time.Second
+	}
+	if c.BatchWindow <= 0 {
+		c.BatchWindow = 200 * time.Microsecond
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 500
+	}
+	return c
+}
+
+// Loader loads the rows of its models. It is safe for concurrent use.
+type Loader struct {
+	cfg      Config              // with defaults
+	pool     *pgxpool.Pool       // bounded by cfg.MaxConns
+	models   []Model             // the configured models, KeyType filled in
+	batchers map[string]*batcher // by model name; read-only after New
+	slots    chan struct{}       // holds a token per query in flight; capacity cfg.MaxInFlight
+	closing  chan struct{}       // closed by Close
+	wg       sync.WaitGroup      // counts dispatchers and running queries
+	stats    counters
+
+	closeOnce sync.Once
+}
+
+// New connects to cfg.DSN, checks every model against the catalog and
+// returns a Loader, or an error naming the first model that is wrong: a
+// name that is empty, repeated or holds ':' or a space; a table that does
+// not exist or cannot be read; a key column that does not exist or is not
+// bigint, integer, text, varchar or uuid. Close the Loader when done.
+func New(ctx context.Context, cfg Config) (*Loader, error) {
+	cfg = cfg.withDefaults()
+	if err := checkModels(cfg.Models); err != nil {
+		return nil, err
+	}
+	pool, err := newPool(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	l := &Loader{
+		cfg:      cfg,
+		pool:     pool,
+		models:   append([]Model(nil), cfg.Models...),
+		batchers: make(map[string]*batcher, len(cfg.Models)),
+		slots:    make(chan struct{}, cfg.MaxInFlight),
+		closing:  make(chan struct{}),
+	}
+	for i := range l.models {
+		m := &l.models[i]
+		table, err := resolve(ctx, pool, m)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		l.batchers[m.Name] = newBatcher(l, m, selectSQL(table, m.Key))
+	}
+	for _, b := range l.batchers {
+		l.wg.Add(1)
+		go b.dispatch()
+	}
+	return l, nil
+}
+
+// newPool makes the connection pool: cfg.MaxConns connections at most, and
+// no connection attempt longer than a query may take.
+func newPool(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("loader: parse DSN: %w", err)
+	}
+	pc.MaxConns = cfg.MaxConns
+	cc := pc.ConnConfig
+	if cc.ConnectTimeout <= 0 || cc.ConnectTimeout > cfg.QueryTimeout {
+		cc.ConnectTimeout = cfg.QueryTimeout
+	}
+	if _, ok := cc.RuntimeParams["application_name"]; !ok {
+		cc.RuntimeParams["application_name"] = "objcache"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("loader: make pool: %w", err)
+	}
+	return pool, nil
+}
+
+// Model returns the model named name, with its KeyType. The Model belongs to
+// the Loader and must not be modified.
+func (l *Loader) Model(name string) (*Model, bool) {
+	b, ok := l.batchers[name]
+	if !ok {
+		return nil, false
+	}
+	return b.m, true
+}
+
+// Load returns the rows of m with the given ids: rows[i] is the
+// row_to_json of the row whose key is ids[i], as raw JSON bytes, or nil when
+// there is no such row. The slices are shared with other callers of the same
+// batch and must not be modified.
+//
+// The ids join the model's current batch (or the unfinished batch that
+// already holds them), so Load waits up to Config.BatchWindow plus one query.
+// There is one error for the whole call: one wrapping ErrUnavailable when the
+// database is down or the query timed out, ErrBadID for an ID of another key
+// type, ErrClosed after Close, or ctx's error when ctx ends first; the batch
+// then goes on for its other callers.
+func (l *Loader) Load(ctx context.Context, m *Model, ids []ID) ([][]byte, error) {
+	b, err := l.batcherFor(m, ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("loader: load %s: %w", m.Name, err)
+	}
+	if len(ids) == 0 {
+		return [][]byte{}, nil
+	}
+	l.stats.loads.Add(1)
+	l.stats.ids.Add(uint64(len(ids)))
+	batches, err := b.join(ids)
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(ctx, batches); err != nil {
+		l.stats.canceled.Add(1)
+		return nil, fmt.Errorf("loader: load %s: %w", m.Name, err)
+	}
+	return collect(ids, batches)
+}
+
+// batcherFor returns the batcher of m after checking that every id was
+// parsed for m's key type.
+func (l *Loader) batcherFor(m *Model, ids []ID) (*batcher, error) {
+	b, ok := l.batchers[m.Name]
+	if !ok {
+		return nil, fmt.Errorf("loader: load: unknown model %q", m.Name)
+	}
+	for i, id := range ids {
+		if id.kind != b.m.KeyType {
+			return nil, fmt.Errorf("%w: load %s: ids[%d] is not a %s id", ErrBadID, m.Name, i, b.m.KeyType)
+		}
+	}
+	return b, nil
+}
+
+// wait returns when every batch is done, or with ctx's error when ctx ends
+// first.
+func wait(ctx context.Context, batches []*batch) error {
+	for _, bt := range batches {
+		select {
+		case <-bt.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// collect picks each id's row out of its finished batch.
+func collect(ids []ID, batches []*batch) ([][]byte, error) {
+	rows := make([][]byte, len(ids))
+	for i, bt := range batches {
+		if bt.err != nil {
+			return nil, bt.err
+		}
+		rows[i] = bt.rows[ids[i]]
+	}
+	return rows, nil
+}
+
+// Ping checks that the database answers, within Config.QueryTimeout. Its
+// error wraps ErrUnavailable when it does not.
+func (l *Loader) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.QueryTimeout)
+	defer cancel()
+	if err := l.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: ping: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close fails the batches that have not started with ErrClosed, waits for
+// the queries in flight (each bounded by Config.QueryTimeout) and closes the
+// pool. Loads after Close return ErrClosed. Close may be called more than
+// once.
+func (l *Loader) Close() {
+	l.closeOnce.Do(func() {
+		close(l.closing)
+		for _, b := range l.batchers {
+			b.close()
+		}
+		l.wg.Wait()
+		l.pool.Close()
+	})
+}
+
+// classify wraps err, the failure of op on model, in ErrUnavailable when the
+// database could not answer. After a broken connection it empties the pool:
+// its other idle connections most likely broke too (the server restarted),
+// and each would fail one more batch.
+func (l *Loader) classify(op, model string, err error) error {
+	if !unavailable(err) {
+		return fmt.Errorf("loader: %s %s: %w", op, model, err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		l.pool.Reset()
+	}
+	return fmt.Errorf("%w: %s %s: %w", ErrUnavailable, op, model, err)
+}
+
+// unavailable reports whether err means that the database did not answer
+// (as opposed to answering with an error about the query). Errors that
+// PostgreSQL reports itself count when their class says so: 08 connection
+// exception, 53 insufficient resources, 57 operator intervention (shutdown,
+// cancel), 58 system error.
+func unavailable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return true // dial, I/O, timeout: no answer from the server
+	}
+	switch pgErr.Code[:min(2, len(pgErr.Code))] {
+	case "08", "53", "57", "58":
+		return true
+	}
+	return false
+}
+
+// Stats are the Loader's counters since New.
+type Stats struct {
+	Loads       uint64 // Load calls with at least one id
+	IDs         uint64 // ids asked for by Loads, duplicates included
+	Coalesced   uint64 // ids that joined an unfinished batch already holding them
+	Batches     uint64 // batches dispatched; each is one query unless no connection could be had
+	Queries     uint64 // queries sent on a connection
+	IDsQueried  uint64 // ids in the dispatched batches (the sum of batch sizes)
+	Rows        uint64 // rows returned by the queries
+	Errors      uint64 // batches that failed
+	Unavailable uint64 // batches that failed with ErrUnavailable (also counted in Errors)
+	Canceled    uint64 // Loads that returned early because their ctx ended
+}
+
+// counters are the live values behind Stats.
+type counters struct {
+	loads, ids, coalesced, batches, queries, idsQueried atomic.Uint64
+	rows, errors, unavailable, canceled                 atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (l *Loader) Stats() Stats {
+	c := &l.stats
+	return Stats{
+		Loads:       c.loads.Load(),
+		IDs:         c.ids.Load(),
+		Coalesced:   c.coalesced.Load(),
+		Batches:     c.batches.Load(),
+		Queries:     c.queries.Load(),
+		IDsQueried:  c.idsQueried.Load(),
+		Rows:        c.rows.Load(),
+		Errors:      c.errors.Load(),
+		Unavailable: c.unavailable.Load(),
+		Canceled:    c.canceled.Load(),
+	}
+}
