@@ -38,9 +38,10 @@ type Parser struct {
 	// answered "SERVER_ERROR object too large for cache" and swallowed.
 	// Zero means DefaultMaxItemSize.
 	MaxItemSize int
-	// MaxLineLength is the longest get/gets line accepted. A longer one is
-	// discarded and answered "CLIENT_ERROR line too long". Zero means
-	// DefaultMaxLineLength.
+	// MaxLineLength is the longest request line accepted. A longer one is
+	// discarded and answered "CLIENT_ERROR line too long" (a line longer
+	// than the reader's buffer closes the connection instead, unless it is
+	// a get or gets). Zero means DefaultMaxLineLength.
 	MaxLineLength int
 }
 
@@ -89,7 +90,18 @@ func (p *Parser) readLine(req *Request) error {
 	}
 	req.Line = append(req.Line, line[:len(line)-1]...)
 	req.trimCR()
+	if len(req.Line) > p.maxLineLength() {
+		req.Line = req.Line[:0]
+		req.fail(replyLineTooLong)
+	}
 	return nil
+}
+
+func (p *Parser) maxLineLength() int {
+	if p.MaxLineLength == 0 {
+		return DefaultMaxLineLength
+	}
+	return p.MaxLineLength
 }
 
 // trimCR drops a "\r" before the newline, as memcached does when the line has
@@ -117,10 +129,7 @@ func isLongGet(b []byte) bool {
 // readLongLine gathers a get line longer than the reader's buffer, up to
 // MaxLineLength; past that it discards the rest of the line.
 func (p *Parser) readLongLine(req *Request, first []byte) error {
-	max := p.MaxLineLength
-	if max == 0 {
-		max = DefaultMaxLineLength
-	}
+	max := p.maxLineLength()
 	req.Line = append(req.Line, first...)
 	for {
 		chunk, err := p.r.ReadSlice('\n')

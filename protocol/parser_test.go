@@ -599,6 +599,20 @@ func TestParseMaxLineLengthBoundary(t *testing.T) {
 	}
 }
 
+func TestParseMaxLineLengthAppliesWithinTheBuffer(t *testing.T) {
+	line, _ := longGet(3000) // fits the 16 KiB buffer
+	p := newParser(line+"\r\nget k\r\n", 16<<10)
+	p.MaxLineLength = 2048
+	got, err := parseAll(p)
+	if err != io.EOF {
+		t.Errorf("Parse ended with %v, want io.EOF", err)
+	}
+	want := []parsed{fails(lineTooLong, ""), {Cmd: CmdGet, Keys: keys("k"), Fwd: "get k"}}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("mismatch (-got +want):\n%s", diff)
+	}
+}
+
 func TestParsePipelinedRequestsFromOneReader(t *testing.T) {
 	in := "get a b\r\n" +
 		"set k 1 2 3 noreply\r\nabc\r\n" +

@@ -263,8 +263,9 @@ func (ob *objects) dispatchDelete(c *conn, o *op) {
 	o.calls = append(o.calls, get, set)
 }
 
-// completeDelete answers DELETED when a row was replaced by the tombstone,
-// NOT_FOUND when there was none (absent, or a marker).
+// completeDelete answers DELETED when a row was replaced by the tombstone
+// (or the read before it failed, so it may have been), NOT_FOUND when there
+// was none (absent, or a marker).
 func (ob *objects) completeDelete(c *conn, o *op) {
 	get, set := o.calls[0], o.calls[1]
 	get.wait()
@@ -274,8 +275,9 @@ func (ob *objects) completeDelete(c *conn, o *op) {
 		c.bw.Write(errorLine(set.err))
 	case !bytes.Equal(set.reply.Raw, protocol.Stored):
 		c.bw.Write(set.reply.Raw)
-	case get.err == nil && len(get.reply.Values) == 1 &&
-		tombstone.Classify(true, get.reply.Values[0].Flags) == tombstone.Row:
+	case get.err != nil: // whether there was a row is unknown; the delete took effect
+		c.bw.Write(protocol.Deleted)
+	case len(get.reply.Values) == 1 && tombstone.Classify(true, get.reply.Values[0].Flags) == tombstone.Row:
 		c.bw.Write(protocol.Deleted)
 	default:
 		c.bw.Write(protocol.NotFound)

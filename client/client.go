@@ -1,0 +1,174 @@
+// Package client is the Go SDK for services that read objects through
+// objcache.
+//
+// Use GetByIDs and GetByStringIDs for typed reads of objects, the rows of a
+// model that objcache loads from PostgreSQL: they ask for many ids in one
+// multi-get, decode each row's JSON into a struct of yours, leave out the ids
+// that have no row, and tell apart "objcache is unreachable" (ErrUnavailable),
+// "objcache answered with an error, e.g. the database is down" (ErrServer) and
+// "a row does not fit your type" (ErrDecode). Call Delete or DeleteString
+// after writing a row: objcache replaces the cached object with a tombstone,
+// so the next read loads the new row, and no read that began before the
+// write can store the old one again.
+//
+// For everything else (plain keys such as sessions or counters, which
+// objcache passes through to its memcached nodes unchanged) use the
+// gomemcache client that Client.Memcache returns. Its operations take no
+// context.
+//
+// A model is objcache's, not this package's: a name that objcache does not
+// have configured makes "Model:id" a plain key, which is almost always a
+// miss, so GetByIDs of an unknown model returns an empty map and no error.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bradfitz/gomemcache/memcache"
+)
+
+// DefaultTimeout is the socket read, write and connect timeout that New sets
+// on the gomemcache client. It is longer than gomemcache's own default
+// (500ms) because a miss makes objcache wait for the database: a load slower
+// than the timeout would fail as ErrUnavailable, and one that fails within
+// objcache's load timeout (5s by default) should answer ErrServer instead.
+// Callers bound their requests with a context.
+const DefaultTimeout = 6 * time.Second
+
+// Limits of one multi-get. objcache refuses get lines longer than 64 KiB;
+// gomemcache splits a multi-get by server, which only shortens the lines.
+const (
+	maxKeysPerGet  = 500
+	maxGetLineSize = 48 << 10 // bytes of keys and spaces in one get line
+	maxKeySize     = 250      // memcached's limit, and gomemcache's
+)
+
+var (
+	// ErrUnavailable is wrapped by the errors of requests that did not get
+	// an answer from objcache: it refused the connection, did not answer
+	// within the timeout, or closed the connection.
+	ErrUnavailable = errors.New("client: objcache unavailable")
+	// ErrServer is wrapped by the errors of requests that objcache answered
+	// with SERVER_ERROR: the database or a memcached node is unavailable.
+	ErrServer = errors.New("client: objcache server error")
+	// ErrDecode is wrapped by the error of a read that got a value which
+	// does not decode into the caller's type; the message names the key.
+	ErrDecode = errors.New("client: cannot decode object")
+)
+
+// Client reads and deletes objects through objcache. It is safe for
+// concurrent use.
+type Client struct {
+	mc *memcache.Client
+}
+
+// New returns a Client of the objcache instances at addrs ("host:port").
+// Keys are spread over them by gomemcache's ServerList; any objcache
+// instance serves any key, so several addresses only spread the load.
+// Addresses that do not resolve are dropped, and with none left every
+// request fails with ErrUnavailable.
+func New(addrs ...string) *Client {
+	mc := memcache.New(addrs...)
+	mc.Timeout = DefaultTimeout
+	return &Client{mc: mc}
+}
+
+// Memcache returns the underlying gomemcache client, for plain keys and to
+// change its settings (Timeout, MaxIdleConns) before first use. Objects read
+// through it come back as raw JSON.
+func (c *Client) Memcache() *memcache.Client { return c.mc }
+
+// Delete deletes the object model:id: objcache stores a tombstone in its
+// place, so that the next read loads the row from the database. Deleting an
+// object that is not cached is not an error. Call it after every write of
+// the row. Delete returns ctx's error when ctx ends first; see GetByIDs for
+// what happens to the request then.
+func (c *Client) Delete(ctx context.Context, model string, id int64) error {
+	return c.DeleteString(ctx, model, formatInt(id))
+}
+
+// DeleteString is Delete for models whose key is text or a uuid. An
+// invalid model name or id (see GetByStringIDs) is an error before any I/O.
+func (c *Client) DeleteString(ctx context.Context, model string, id string) error {
+	if err := checkModel(model); err != nil {
+		return err
+	}
+	key := objectKey(model, id)
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	return c.delete(ctx, key)
+}
+
+func (c *Client) delete(ctx context.Context, key string) error {
+	op := "delete " + key
+	return run(ctx, op, func() error {
+		err := retryBroken(func() error { return c.mc.Delete(key) })
+		if err == nil || errors.Is(err, memcache.ErrCacheMiss) {
+			return nil
+		}
+		return classify(op, err)
+	})
+}
+
+// result is what a request's goroutine hands back.
+type result struct{ err error }
+
+// run runs f in a goroutine of its own and waits for it or for ctx, because
+// gomemcache's calls take no context. When ctx ends first, run returns ctx's
+// error at once and f goes on in the background until it ends, bounded by
+// the gomemcache client's Timeout per read; its result is dropped.
+func run(ctx context.Context, op string, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("client: %s: %w", op, err)
+	}
+	done := make(chan result, 1) // buffered: an abandoned f must not block
+	go runRequest(f, done)
+	select {
+	case r := <-done:
+		return r.err
+	case <-ctx.Done():
+		return fmt.Errorf("client: %s: %w", op, ctx.Err())
+	}
+}
+
+// runRequest is the goroutine of one request; it exits when f returns.
+func runRequest(f func() error, done chan<- result) { done <- result{err: f()} }
+
+// retryBroken calls f again, once, when its connection broke before an
+// answer: gomemcache reuses idle connections without checking them, and
+// one that objcache closed (a restart) fails the first request sent on it.
+// Only idempotent requests may be retried: gets, and deletes (a second
+// tombstone is the same tombstone).
+func retryBroken(f func() error) error {
+	err := f()
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		err = f()
+	}
+	return err
+}
+
+// classify wraps a gomemcache error in ErrServer or ErrUnavailable when it
+// is one of those.
+func classify(op string, err error) error {
+	var cte *memcache.ConnectTimeoutError
+	var ne net.Error
+	switch {
+	case errors.Is(err, memcache.ErrServerError) || strings.Contains(err.Error(), "SERVER_ERROR"):
+		// gomemcache has no case for SERVER_ERROR lines: it reports them
+		// as "unexpected line in get response" or "unexpected response
+		// line", quoting the line.
+		return fmt.Errorf("%w: %s: %w", ErrServer, op, err)
+	case errors.As(err, &cte), errors.As(err, &ne), errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, memcache.ErrNoServers):
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+	}
+	return fmt.Errorf("client: %s: %w", op, err)
+}
