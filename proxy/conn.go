@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 
 	"github.com/objcache/objcache/protocol"
 )
@@ -22,12 +23,17 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	parser *protocol.Parser
-	slot   int   // which pipe of every node this connection uses
-	ops    []*op // reused across batches
+	slot   int         // which pipe of every node this connection uses
+	ops    []*op       // reused across batches
+	idle   atomic.Bool // waiting for a request with nothing in flight
 }
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
-	br := bufio.NewReaderSize(nc, 16<<10)
+	var r io.Reader = nc
+	if s.cfg.IdleTimeout > 0 {
+		r = &deadlineReader{conn: nc, timeout: s.cfg.IdleTimeout}
+	}
+	br := bufio.NewReaderSize(r, 16<<10)
 	p := protocol.NewParser(br)
 	p.MaxItemSize = s.cfg.MaxItemSize
 	p.MaxLineLength = s.cfg.MaxLineLength
@@ -46,6 +52,9 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 func (c *conn) serve() {
 	defer c.nc.Close()
 	for {
+		if c.s.isDraining() {
+			return
+		}
 		n, err := c.readBatch()
 		for _, o := range c.ops[:n] {
 			c.complete(o)
@@ -70,6 +79,8 @@ var errQuit = errors.New("quit")
 // that ends the connection, if any.
 func (c *conn) readBatch() (int, error) {
 	n := 0
+	c.idle.Store(c.br.Buffered() == 0)
+	defer c.idle.Store(false)
 	for n < maxBatch {
 		if n == len(c.ops) {
 			c.ops = append(c.ops, &op{})
@@ -78,6 +89,7 @@ func (c *conn) readBatch() (int, error) {
 		if err := c.parser.Parse(&o.req); err != nil {
 			return n, err
 		}
+		c.idle.Store(false)
 		if o.req.Command == protocol.CmdQuit {
 			return n, errQuit
 		}
@@ -88,6 +100,14 @@ func (c *conn) readBatch() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// closeIfIdle closes the connection if it is waiting for a request with
+// nothing in flight; a busy connection closes itself after its replies.
+func (c *conn) closeIfIdle() {
+	if c.idle.Load() {
+		c.nc.Close()
+	}
 }
 
 func isClosed(err error) bool {

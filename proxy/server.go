@@ -5,11 +5,13 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/objcache/objcache/protocol"
@@ -43,6 +45,13 @@ type Config struct {
 	MaxItemSize int
 	// MaxLineLength is the longest get line accepted. Zero means 64 KiB.
 	MaxLineLength int
+	// MaxConnections bounds the client connections; past it a new
+	// connection is answered "ERROR Too many open connections" and closed,
+	// as memcached does. Zero means 4096.
+	MaxConnections int
+	// IdleTimeout closes a client connection that sends nothing for this
+	// long. Zero means never.
+	IdleTimeout time.Duration
 	// Version is what the version command answers. Empty means "objcache".
 	Version string
 	// Logger receives the server's logs. Nil means slog.Default().
@@ -83,6 +92,9 @@ func (c *Config) setDefaults() {
 	if c.QueueSize <= 0 {
 		c.QueueSize = 4096
 	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 4096
+	}
 	if c.QueueBytes <= 0 {
 		c.QueueBytes = 16 << 20
 	}
@@ -116,10 +128,11 @@ type Server struct {
 	versionLine []byte
 	obj         *objects // nil without models
 
-	mu     sync.Mutex // protects conns and closed
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup // tracks connection goroutines
+	mu       sync.Mutex // protects conns and closed, and orders draining with them
+	conns    map[*conn]struct{}
+	closed   bool
+	draining atomic.Bool    // set by Shutdown; read on every batch without mu
+	wg       sync.WaitGroup // tracks connection goroutines
 }
 
 // New returns a Server for cfg, once it has tried to connect to every
@@ -136,7 +149,7 @@ func New(cfg Config) (*Server, error) {
 		ring:        r,
 		stats:       newStats(),
 		versionLine: []byte("VERSION " + cfg.Version + "\r\n"),
-		conns:       make(map[net.Conn]struct{}),
+		conns:       make(map[*conn]struct{}),
 	}
 	if s.obj, err = newObjects(s, cfg); err != nil {
 		return nil, err
@@ -189,53 +202,105 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("proxy: accept: %w", err)
 		}
-		if !s.track(nc) {
+		if s.stats.CurrConnections.Load() >= int64(s.cfg.MaxConnections) {
+			s.reject(nc)
+			continue
+		}
+		c, ok := s.track(nc)
+		if !ok {
 			nc.Close()
 			return nil
 		}
-		go s.serveConn(nc)
+		go s.serveConn(c)
 	}
 }
 
-// track registers nc, unless the server is closed.
-func (s *Server) track(nc net.Conn) bool {
+var replyTooManyConnections = []byte("ERROR Too many open connections\r\n")
+
+// reject answers a connection over MaxConnections as memcached does.
+func (s *Server) reject(nc net.Conn) {
+	s.stats.RejectedConnections.Add(1)
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = nc.Write(replyTooManyConnections)
+	nc.Close()
+}
+
+// track makes and registers the conn of nc, unless the server is closed or
+// draining.
+func (s *Server) track(nc net.Conn) (*conn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return false
+	if s.closed || s.draining.Load() {
+		return nil, false
 	}
-	s.conns[nc] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) serveConn(nc net.Conn) {
-	defer s.wg.Done()
 	id := s.stats.TotalConnections.Add(1)
 	s.stats.CurrConnections.Add(1)
+	c := newConn(s, nc, id)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return c, true
+}
+
+func (s *Server) serveConn(c *conn) {
+	defer s.wg.Done()
 	defer s.stats.CurrConnections.Add(-1)
-	if tc, ok := nc.(*net.TCPConn); ok {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	newConn(s, nc, id).serve()
+	c.serve()
 	s.mu.Lock()
-	delete(s.conns, nc)
+	delete(s.conns, c)
 	s.mu.Unlock()
 }
+
+// Shutdown stops taking requests and waits for the ones in flight: idle
+// connections are closed at once, busy ones after they have written the
+// replies of what they are serving. When ctx ends first, the rest are
+// closed. The caller closes the listener first; Close still has to be called
+// to stop the backends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for c := range s.conns {
+		c.closeIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err() // Close waits for the connections' goroutines
+	}
+}
+
+// isDraining reports whether Shutdown has begun.
+func (s *Server) isDraining() bool { return s.draining.Load() }
 
 // Close closes every client connection and backend connection and waits for
 // their goroutines. The listener passed to Serve is the caller's to close.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	for nc := range s.conns {
-		nc.Close()
+	for c := range s.conns {
+		c.nc.Close()
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
+	// Closing the nodes fails the calls that connections still wait for,
+	// so that their goroutines end now rather than at the backend timeout.
 	for _, n := range s.nodes {
 		n.close()
 	}
+	s.wg.Wait()
 	if s.obj != nil && s.obj.hot != nil {
 		s.obj.hot.close()
 	}

@@ -15,15 +15,16 @@ import (
 // Stats are the proxy's own counters, answered by the stats command and
 // exported to Prometheus. All fields are safe for concurrent use.
 type Stats struct {
-	started          time.Time
-	Commands         [protocol.NumCommands]atomic.Uint64 // requests by command
-	GetHits          atomic.Uint64                       // keys found by get/gets/gat/gats
-	GetMisses        atomic.Uint64                       // keys not found
-	CurrConnections  atomic.Int64
-	TotalConnections atomic.Uint64
-	BackendErrors    atomic.Uint64 // backend calls that failed (down, timeout, queue full)
-	BackendRequests  atomic.Uint64 // requests written to backends
-	BackendWrites    atomic.Uint64 // writes (flushes) that carried them
+	started             time.Time
+	Commands            [protocol.NumCommands]atomic.Uint64 // requests by command
+	GetHits             atomic.Uint64                       // keys found by get/gets/gat/gats
+	GetMisses           atomic.Uint64                       // keys not found
+	CurrConnections     atomic.Int64
+	TotalConnections    atomic.Uint64
+	RejectedConnections atomic.Uint64 // over MaxConnections
+	BackendErrors       atomic.Uint64 // backend calls that failed (down, timeout, queue full)
+	BackendRequests     atomic.Uint64 // requests written to backends
+	BackendWrites       atomic.Uint64 // writes (flushes) that carried them
 }
 
 func newStats() *Stats { return &Stats{started: time.Now()} }
@@ -58,6 +59,7 @@ func (st *Stats) snapshot() []stat {
 	return []stat{
 		{"curr_connections", "Client connections open.", uint64(st.CurrConnections.Load())},
 		{"total_connections", "Client connections accepted.", st.TotalConnections.Load()},
+		{"rejected_connections", "Client connections refused over max_connections.", st.RejectedConnections.Load()},
 		{"cmd_get", "Keys requested by get, gets, gat and gats.", st.GetHits.Load() + st.GetMisses.Load()},
 		{"cmd_set", "Storage commands.", c(protocol.CmdSet) + c(protocol.CmdAdd) + c(protocol.CmdReplace) +
 			c(protocol.CmdAppend) + c(protocol.CmdPrepend) + c(protocol.CmdCas)},

@@ -33,6 +33,12 @@ type config struct {
 	QueueSize          int           `yaml:"queue_size"`
 	MaxItemSize        int           `yaml:"max_item_size"`
 	MaxLineLength      int           `yaml:"max_line_length"`
+	MaxConnections     int           `yaml:"max_connections"`
+	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+	DrainTimeout       time.Duration `yaml:"drain_timeout"`
+	TLSCert            string        `yaml:"tls_cert"`
+	TLSKey             string        `yaml:"tls_key"`
+	AdminPublic        bool          `yaml:"admin_public"`
 
 	pprof bool // from --pprof only
 }
@@ -84,7 +90,10 @@ func (c *config) validate() ([]ring.Node, error) {
 		}
 		nodes = append(nodes, n)
 	}
-	if c.MaxItemSize < 0 || c.QueueSize < 0 || c.BackendConnections < 0 || c.MaxLineLength < 0 {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, errors.New("config: tls_cert and tls_key go together")
+	}
+	if c.MaxItemSize < 0 || c.QueueSize < 0 || c.BackendConnections < 0 || c.MaxLineLength < 0 || c.MaxConnections < 0 {
 		return nil, errors.New("config: sizes and counts must not be negative")
 	}
 	return nodes, nil
@@ -115,7 +124,13 @@ func newServeFlags() *serveFlags {
 	fs.IntVar(&f.c.QueueSize, "queue-size", 4096, "requests queued per backend connection before SERVER_ERROR")
 	fs.IntVar(&f.c.MaxItemSize, "max-item-size", 1<<20, "largest value in `bytes`")
 	fs.IntVar(&f.c.MaxLineLength, "max-line-length", 64<<10, "longest get line in `bytes`")
-	fs.BoolVar(&f.c.pprof, "pprof", false, "serve /debug/pprof on the HTTP side of the listener")
+	fs.BoolVar(&f.c.pprof, "pprof", false, "serve /debug/pprof on the HTTP side of the listener (loopback clients only unless --admin-public)")
+	fs.IntVar(&f.c.MaxConnections, "max-connections", 4096, "client connections; past it memcached's \"ERROR Too many open connections\"")
+	fs.DurationVar(&f.c.IdleTimeout, "idle-timeout", 0, "close client connections idle this long (0: never)")
+	fs.DurationVar(&f.c.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may finish")
+	fs.StringVar(&f.c.TLSCert, "tls-cert", "", "PEM certificate `file` for TLS on the listener (with --tls-key)")
+	fs.StringVar(&f.c.TLSKey, "tls-key", "", "PEM private key `file` for TLS on the listener")
+	fs.BoolVar(&f.c.AdminPublic, "admin-public", false, "let admin endpoints (pprof) answer clients that are not on loopback")
 	return f
 }
 
@@ -163,6 +178,18 @@ func (f *serveFlags) override(c *config, name string) {
 		c.MaxLineLength = f.c.MaxLineLength
 	case "pprof":
 		c.pprof = f.c.pprof
+	case "max-connections":
+		c.MaxConnections = f.c.MaxConnections
+	case "idle-timeout":
+		c.IdleTimeout = f.c.IdleTimeout
+	case "drain-timeout":
+		c.DrainTimeout = f.c.DrainTimeout
+	case "tls-cert":
+		c.TLSCert = f.c.TLSCert
+	case "tls-key":
+		c.TLSKey = f.c.TLSKey
+	case "admin-public":
+		c.AdminPublic = f.c.AdminPublic
 	}
 }
 

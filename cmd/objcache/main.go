@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -118,6 +119,8 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 		QueueSize:          c.QueueSize,
 		MaxItemSize:        c.MaxItemSize,
 		MaxLineLength:      c.MaxLineLength,
+		MaxConnections:     c.MaxConnections,
+		IdleTimeout:        c.IdleTimeout,
 		Version:            version,
 		Logger:             log,
 		TombstoneTTL:       c.TombstoneTTL,
@@ -134,13 +137,38 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", c.Listen)
+	ln, err := listen(c)
 	if err != nil {
 		srv.Close()
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	log.Info("objcache serving", "listen", ln.Addr().String(), "backends", c.Backends)
-	return serveListener(ctx, ln, srv, c.pprof, log)
+	log.Info("objcache serving", "listen", ln.Addr().String(), "backends", c.Backends, "tls", c.TLSCert != "")
+	return serveListener(ctx, ln, srv, serveOptions{pprof: c.pprof, adminPublic: c.AdminPublic, drainTimeout: c.DrainTimeout}, log)
+}
+
+// listen opens the client listener, with TLS when a certificate is
+// configured (then HTTP on the same port is HTTPS).
+func listen(c config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if c.TLSCert == "" && c.TLSKey == "" {
+		return ln, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("tls: load tls_cert %s and tls_key %s: %w", c.TLSCert, c.TLSKey, err)
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+}
+
+// serveOptions are serveListener's settings besides the proxy itself.
+type serveOptions struct {
+	pprof        bool          // serve /debug/pprof
+	adminPublic  bool          // admin endpoints answer clients other than loopback too
+	drainTimeout time.Duration // how long a shutdown waits for requests in flight; 0 means 10s
 }
 
 // newLoader connects to PostgreSQL and checks every model, or returns nil
@@ -167,12 +195,14 @@ func newLoader(ctx context.Context, c config) (*loader.Loader, error) {
 
 // serveListener splits ln between HTTP (admin) and the memcached protocol
 // and serves both until ctx is done.
-func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, pprofOn bool, log *slog.Logger) error {
+// On shutdown it stops accepting, lets the requests in flight finish (for at
+// most the drain timeout) and returns nil.
+func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, opts serveOptions, log *slog.Logger) error {
 	m := cmux.New(ln)
 	httpL := m.Match(firstByteUppercase)
 	mcL := m.Match(cmux.Any())
 
-	hs := &http.Server{Handler: adminHandler(srv, pprofOn), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := &http.Server{Handler: adminHandler(srv, opts), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 3)
 	go func() { errc <- ignoreClosed(hs.Serve(httpL)) }()
 	go func() { errc <- srv.Serve(mcL) }()
@@ -185,10 +215,18 @@ func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, ppro
 	case err = <-errc:
 	}
 	ln.Close()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	drain := opts.drainTimeout
+	if drain <= 0 {
+		drain = 10 * time.Second
+	}
+	drainCtx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	_ = hs.Shutdown(shutdownCtx)
+	if derr := srv.Shutdown(drainCtx); derr != nil {
+		log.Warn("drain timeout: closed connections with requests in flight", "drain_timeout", drain)
+	}
+	_ = hs.Shutdown(drainCtx)
 	srv.Close()
+	log.Info("objcache stopped")
 	return err
 }
 
@@ -209,8 +247,9 @@ func ignoreClosed(err error) error {
 }
 
 // adminHandler serves /healthz and /metrics, and /debug/pprof when
-// pprofOn is set.
-func adminHandler(srv *proxy.Server, pprofOn bool) http.Handler {
+// opts.pprof is set; the admin endpoints answer only loopback clients
+// unless opts.adminPublic is set.
+func adminHandler(srv *proxy.Server, opts serveOptions) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(srv.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
@@ -219,10 +258,31 @@ func adminHandler(srv *proxy.Server, pprofOn bool) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if pprofOn {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if opts.pprof {
+		admin := func(h http.HandlerFunc) http.Handler { return adminOnly(h, opts.adminPublic) }
+		mux.Handle("/debug/pprof/", admin(pprof.Index))
+		mux.Handle("/debug/pprof/profile", admin(pprof.Profile))
+		mux.Handle("/debug/pprof/trace", admin(pprof.Trace))
 	}
 	return mux
+}
+
+// adminOnly refuses h to clients that are not on loopback, unless public.
+func adminOnly(h http.Handler, public bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !public && !fromLoopback(r) {
+			http.Error(w, "admin endpoints answer only on loopback (admin_public: true to change)", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -99,7 +99,7 @@ func startServing(t *testing.T) (addr string, stop func() error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serveListener(ctx, ln, srv, false, log) }()
+	go func() { done <- serveListener(ctx, ln, srv, serveOptions{}, log) }()
 	stopped := false
 	stop = func() error {
 		if stopped {
