@@ -105,12 +105,13 @@ type pipe struct {
 	buf      []byte     // requests waiting for the next write
 	spare    []byte     // the buffer of the previous write, for reuse
 
-	wake chan struct{} // signals the writer that buf has requests
+	wake  chan struct{} // signals the writer that buf has requests
+	retry chan struct{} // cuts short the wait before the next connection attempt
 }
 
 func newPipe(addr string, cfg pipeConfig) *pipe {
 	d := &net.Dialer{Timeout: cfg.connectTimeout}
-	return &pipe{addr: addr, cfg: cfg, dial: d.DialContext, stop: make(chan struct{}), wake: make(chan struct{}, 1)}
+	return &pipe{addr: addr, cfg: cfg, dial: d.DialContext, stop: make(chan struct{}), wake: make(chan struct{}, 1), retry: make(chan struct{}, 1)}
 }
 
 // send queues c's request for the pipe's writer. It never waits for the
@@ -215,6 +216,7 @@ func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 		if err != nil {
 			select {
 			case <-time.After(p.cfg.retryInterval):
+			case <-p.retry:
 			case <-p.stop:
 				return
 			}
@@ -223,6 +225,21 @@ func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 			inflight = p.attach(conn)
 		}
 	}
+}
+
+// kick makes a pipe that waits to reconnect try at once.
+func (p *pipe) kick() {
+	select {
+	case p.retry <- struct{}{}:
+	default:
+	}
+}
+
+// connected reports whether the pipe has a connection.
+func (p *pipe) connected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn != nil
 }
 
 func (p *pipe) stopped() bool {

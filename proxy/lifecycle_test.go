@@ -68,8 +68,9 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	idle.ReadLine()
 
 	ms[0].Pause()
+	sent := srv.Stats().BackendRequests.Load()
 	busy.Send("get k\r\n")
-	time.Sleep(100 * time.Millisecond) // the get is in flight
+	eventually(t, 5*time.Second, "the get is in flight", func() bool { return srv.Stats().BackendRequests.Load() > sent })
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
 
@@ -109,8 +110,9 @@ func TestShutdownClosesWhatIsLeftWhenItsContextEnds(t *testing.T) {
 	busy := testsupport.Dial(t, addr)
 	ms[0].Pause()
 	t.Cleanup(ms[0].Resume)
+	sent := srv.Stats().BackendRequests.Load()
 	busy.Send("get k\r\n")
-	time.Sleep(100 * time.Millisecond)
+	eventually(t, 5*time.Second, "the get is in flight", func() bool { return srv.Stats().BackendRequests.Load() > sent })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -2,16 +2,21 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // node is one backend memcached server, reached through a few pipes. A client
 // connection always uses the same pipe of a node, so its requests to that node
 // stay in order.
 type node struct {
-	addr  string
-	pipes []*pipe
-	stats *Stats
-	wg    sync.WaitGroup // tracks the pipes' goroutines
+	index  int // in the server's node list and the full ring
+	addr   string
+	pipes  []*pipe
+	stats  *Stats
+	health *health        // nil: never ejected
+	fails  atomic.Int32   // consecutive failed calls
+	wg     sync.WaitGroup // tracks the pipes' goroutines
 }
 
 // newNode makes a node of conns pipes; start connects them.
@@ -45,8 +50,29 @@ func (n *node) send(slot int, c *call) {
 
 // observe records the outcome of one call.
 func (n *node) observe(err error) {
-	if err != nil {
-		n.stats.BackendErrors.Add(1)
+	if err == nil {
+		if n.fails.Load() != 0 {
+			n.fails.Store(0)
+		}
+		return
+	}
+	n.stats.BackendErrors.Add(1)
+	if n.health != nil {
+		n.health.failed(n.index, n, err)
+	}
+}
+
+// reconnect has the pipes that are not connected try again now, and waits
+// (for at most timeout) until every pipe is connected.
+func (n *node) reconnect(timeout time.Duration) {
+	for _, p := range n.pipes {
+		p.kick()
+	}
+	deadline := time.Now().Add(timeout)
+	for _, p := range n.pipes {
+		for !p.connected() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }
 

@@ -102,9 +102,14 @@ func tryGet(t *testing.T, c *testsupport.Conn, key, value string) bool {
 	return false
 }
 
+// TestDownBackendFailsOnlyItsKeys is the behaviour with ejection off
+// (ServerFailureLimit < 0): eject_test.go has it on.
 func TestDownBackendFailsOnlyItsKeys(t *testing.T) {
 	ms, addrs := startNodes(t, 3)
-	_, addr := startProxy(t, addrs, func(c *proxy.Config) { c.RetryInterval = 100 * time.Millisecond })
+	_, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.RetryInterval = 100 * time.Millisecond
+		c.ServerFailureLimit = -1
+	})
 	r := ringOf(t, addrs)
 	const dead = 1
 	deadKeys := keysOn(r, dead, "dead", 2)
@@ -219,6 +224,7 @@ func TestStalledBackendTimesOut(t *testing.T) {
 	configure := func(c *proxy.Config) {
 		c.Timeout = 200 * time.Millisecond
 		c.RetryInterval = 100 * time.Millisecond
+		c.ServerFailureLimit = -1 // eject_test.go covers ejection
 	}
 	// check sends requests for the stalled node's keys on one connection
 	// and, while they wait, uses the live node's keys on another.

@@ -32,8 +32,13 @@ type Config struct {
 	// this has its connection closed and its calls fail. Zero means 1s.
 	Timeout time.Duration
 	// RetryInterval is how long requests to a backend that could not be
-	// reached fail fast before the next connection attempt. Zero means 1s.
+	// reached fail fast before the next connection attempt, and how often
+	// an ejected backend is probed. Zero means 1s.
 	RetryInterval time.Duration
+	// ServerFailureLimit is how many consecutive failed requests eject a
+	// backend from the ring until it answers again. Zero means 2; negative
+	// means never eject.
+	ServerFailureLimit int
 	// QueueSize bounds the requests waiting for each backend connection;
 	// past it requests fail with "SERVER_ERROR backend queue full". Zero
 	// means 4096.
@@ -89,6 +94,9 @@ func (c *Config) setDefaults() {
 	if c.RetryInterval <= 0 {
 		c.RetryInterval = time.Second
 	}
+	if c.ServerFailureLimit == 0 {
+		c.ServerFailureLimit = 2
+	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 4096
 	}
@@ -122,7 +130,8 @@ func (c *Config) setDefaults() {
 // use.
 type Server struct {
 	cfg         Config
-	ring        *ring.Ring
+	ring        atomic.Pointer[ring.Ring] // the live nodes' ring; replaced on ejection
+	health      *health                   // nil when nodes are never ejected
 	nodes       []*node
 	stats       *Stats
 	versionLine []byte
@@ -146,7 +155,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:         cfg,
-		ring:        r,
 		stats:       newStats(),
 		versionLine: []byte("VERSION " + cfg.Version + "\r\n"),
 		conns:       make(map[*conn]struct{}),
@@ -163,9 +171,14 @@ func New(cfg Config) (*Server, error) {
 		maxValue:       cfg.MaxItemSize,
 		stats:          s.stats,
 	}
+	s.ring.Store(r)
+	if cfg.ServerFailureLimit > 0 {
+		s.health = newHealth(s, r)
+	}
 	var starting sync.WaitGroup
-	for _, b := range cfg.Backends {
+	for i, b := range cfg.Backends {
 		n := newNode(b.Addr, cfg.BackendConnections, pc, s.stats)
+		n.index, n.health = i, s.health
 		s.nodes = append(s.nodes, n)
 		starting.Add(1)
 		go func() {
@@ -181,7 +194,7 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Stats() *Stats { return s.stats }
 
 // pick returns the index of the node that holds key.
-func (s *Server) pick(key []byte) int { return s.ring.Pick(key) }
+func (s *Server) pick(key []byte) int { return s.ring.Load().Pick(key) }
 
 // Serve accepts connections on ln and serves each in its own goroutine until
 // ln is closed. It returns nil once the listener was closed by Close.
@@ -295,6 +308,9 @@ func (s *Server) Close() error {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
+	if s.health != nil {
+		s.health.close()
+	}
 	// Closing the nodes fails the calls that connections still wait for,
 	// so that their goroutines end now rather than at the backend timeout.
 	for _, n := range s.nodes {

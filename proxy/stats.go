@@ -23,6 +23,8 @@ type Stats struct {
 	TotalConnections    atomic.Uint64
 	RejectedConnections atomic.Uint64 // over MaxConnections
 	BackendErrors       atomic.Uint64 // backend calls that failed (down, timeout, queue full)
+	Ejections           atomic.Uint64 // backends ejected from the ring
+	EjectedNodes        atomic.Int64  // backends out of the ring now
 	BackendRequests     atomic.Uint64 // requests written to backends
 	BackendWrites       atomic.Uint64 // writes (flushes) that carried them
 }
@@ -72,6 +74,8 @@ func (st *Stats) snapshot() []stat {
 		{"get_hits", "Keys found.", st.GetHits.Load()},
 		{"get_misses", "Keys not found.", st.GetMisses.Load()},
 		{"backend_errors", "Backend calls that failed.", st.BackendErrors.Load()},
+		{"ejections", "Backends ejected after repeated failures.", st.Ejections.Load()},
+		{"ejected_backends", "Backends out of the ring now.", uint64(st.EjectedNodes.Load())},
 		{"backend_requests", "Requests written to backends.", st.BackendRequests.Load()},
 		{"backend_writes", "Writes to backends; requests per write is the pipelining batch.", st.BackendWrites.Load()},
 	}
@@ -150,7 +154,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range c.s.statList() {
 		kind, name := prometheus.CounterValue, "objcache_"+st.name+"_total"
-		if st.name == "curr_connections" {
+		if st.name == "curr_connections" || st.name == "ejected_backends" {
 			kind, name = prometheus.GaugeValue, "objcache_"+st.name
 		}
 		d := prometheus.NewDesc(name, st.help, nil, nil)

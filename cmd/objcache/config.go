@@ -30,6 +30,7 @@ type config struct {
 	ConnectTimeout     time.Duration `yaml:"connect_timeout"`
 	Timeout            time.Duration `yaml:"timeout"`
 	RetryInterval      time.Duration `yaml:"server_retry_timeout"`
+	FailureLimit       int           `yaml:"server_failure_limit"`
 	QueueSize          int           `yaml:"queue_size"`
 	MaxItemSize        int           `yaml:"max_item_size"`
 	MaxLineLength      int           `yaml:"max_line_length"`
@@ -120,7 +121,8 @@ func newServeFlags() *serveFlags {
 	fs.IntVar(&f.c.BackendConnections, "backend-connections", 2, "pipelined connections to each backend")
 	fs.DurationVar(&f.c.ConnectTimeout, "connect-timeout", 500*time.Millisecond, "timeout for connecting to a backend")
 	fs.DurationVar(&f.c.Timeout, "timeout", time.Second, "timeout for a backend's reply")
-	fs.DurationVar(&f.c.RetryInterval, "server-retry-timeout", time.Second, "how long a backend that cannot be reached fails fast before the next attempt")
+	fs.DurationVar(&f.c.RetryInterval, "server-retry-timeout", time.Second, "how long a backend that cannot be reached fails fast before the next attempt; how often an ejected one is probed")
+	fs.IntVar(&f.c.FailureLimit, "server-failure-limit", 2, "consecutive failures that eject a backend until it answers again (negative: never)")
 	fs.IntVar(&f.c.QueueSize, "queue-size", 4096, "requests queued per backend connection before SERVER_ERROR")
 	fs.IntVar(&f.c.MaxItemSize, "max-item-size", 1<<20, "largest value in `bytes`")
 	fs.IntVar(&f.c.MaxLineLength, "max-line-length", 64<<10, "longest get line in `bytes`")
@@ -170,6 +172,8 @@ func (f *serveFlags) override(c *config, name string) {
 		c.Timeout = f.c.Timeout
 	case "server-retry-timeout":
 		c.RetryInterval = f.c.RetryInterval
+	case "server-failure-limit":
+		c.FailureLimit = f.c.FailureLimit
 	case "queue-size":
 		c.QueueSize = f.c.QueueSize
 	case "max-item-size":

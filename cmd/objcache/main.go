@@ -4,6 +4,7 @@
 // Usage:
 //
 //	objcache serve --config objcache.yaml [flags]
+//	objcache loadtest --addr 127.0.0.1:11311 [flags]
 //	objcache version
 //
 // Run "objcache serve --help" for every flag.
@@ -41,6 +42,7 @@ const usage = `objcache: a sharded read-through object cache speaking the memcac
 
 Usage:
   objcache serve --config FILE [flags]   run the proxy (objcache serve --help lists the flags)
+  objcache loadtest --addr HOST:PORT     generate load and measure it (objcache loadtest --help)
   objcache version                       print the version
 `
 
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:], stderr)
+	case "loadtest":
+		return loadtestCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "objcache", version)
 		return 0
@@ -116,6 +120,7 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 		ConnectTimeout:     c.ConnectTimeout,
 		Timeout:            c.Timeout,
 		RetryInterval:      c.RetryInterval,
+		ServerFailureLimit: c.FailureLimit,
 		QueueSize:          c.QueueSize,
 		MaxItemSize:        c.MaxItemSize,
 		MaxLineLength:      c.MaxLineLength,

@@ -1,0 +1,136 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// RampPlan steps the open-loop rate Start, Start+Step, ... up to Max, each
+// step a run of its own (Config.Warmup, then Config.Duration measured, over
+// the same connections), and stops at the first step that does not hold.
+// A step holds when its p99 is at most SLO, errors and timeouts are at most
+// MaxFailureRate of the requests due, and the completed requests reach
+// minAchieved of the offered rate.
+type RampPlan struct {
+	Start, Step, Max float64       // requests/s over all connections
+	SLO              time.Duration // the p99 objective
+	MaxFailureRate   float64       // zero means 0.001 (0.1%)
+}
+
+// minAchieved is the share of the offered rate a step must complete to
+// hold: a target that cannot keep up has not held the rate, whatever its
+// latency.
+const minAchieved = 0.95
+
+// Rates returns the rates of the steps.
+func (p RampPlan) Rates() ([]float64, error) {
+	switch {
+	case !(p.Start > 0) || math.IsInf(p.Start, 0):
+		return nil, fmt.Errorf("loadtest: ramp start %v: want a rate above zero", p.Start)
+	case !(p.Step > 0) || math.IsInf(p.Step, 0):
+		return nil, fmt.Errorf("loadtest: ramp step %v: want a rate above zero", p.Step)
+	case !(p.Max >= p.Start) || math.IsInf(p.Max, 0):
+		return nil, fmt.Errorf("loadtest: ramp maximum %v: want at least the start, %v", p.Max, p.Start)
+	case p.SLO <= 0:
+		return nil, errors.New("loadtest: a ramp needs a p99 objective above zero")
+	}
+	var rates []float64
+	for i := 0; ; i++ {
+		r := p.Start + float64(i)*p.Step
+		if r > p.Max*(1+1e-9) {
+			return rates, nil
+		}
+		rates = append(rates, r)
+	}
+}
+
+// holds reports whether res held the plan's objective, and if not, why.
+func (p RampPlan) holds(res *Result) (bool, string) {
+	maxFail := p.MaxFailureRate
+	if maxFail == 0 {
+		maxFail = 0.001
+	}
+	switch p99 := res.Percentile(99); {
+	case p99 > p.SLO:
+		return false, fmt.Sprintf("p99 %v > %v", p99, p.SLO)
+	case res.FailureRate() > maxFail:
+		return false, fmt.Sprintf("errors and timeouts %.3g%% > %.3g%%", 100*res.FailureRate(), 100*maxFail)
+	case res.OpsPerSec() < minAchieved*res.Rate:
+		return false, fmt.Sprintf("completed %.0f req/s < %.0f%% of %.0f", res.OpsPerSec(), 100*minAchieved, res.Rate)
+	}
+	return true, ""
+}
+
+// Step is one step of a ramp.
+type Step struct {
+	Rate   float64 // offered requests/s
+	Result *Result
+	Held   bool
+	Why    string // why the step did not hold
+}
+
+// RampResult is the outcome of a ramp.
+type RampResult struct {
+	Plan  RampPlan
+	Steps []Step  // in order; the last one did not hold unless all did
+	Held  float64 // the highest rate that held; zero if none did
+}
+
+// Best returns the result of the highest step that held, or of the first
+// step if none did, or nil if no step ran.
+func (rr *RampResult) Best() *Result {
+	var best *Result
+	for _, s := range rr.Steps {
+		if s.Held || best == nil {
+			best = s.Result
+		}
+		if !s.Held {
+			break
+		}
+	}
+	return best
+}
+
+// stepFunc runs one step at rate.
+type stepFunc func(ctx context.Context, rate float64) (*Result, error)
+
+// Ramp runs plan against cfg's target; cfg.Rate is ignored. On an error it
+// returns the steps completed so far with it.
+func Ramp(ctx context.Context, cfg Config, plan RampPlan) (*RampResult, error) {
+	if _, err := plan.Rates(); err != nil {
+		return nil, err
+	}
+	r, err := newRunner(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	return ramp(ctx, plan, func(ctx context.Context, rate float64) (*Result, error) {
+		return r.phase(ctx, rate, fmt.Sprintf("[%.0f req/s] ", rate))
+	})
+}
+
+// ramp runs the steps of plan with step until one does not hold.
+func ramp(ctx context.Context, plan RampPlan, step stepFunc) (*RampResult, error) {
+	rates, err := plan.Rates()
+	if err != nil {
+		return nil, err
+	}
+	rr := &RampResult{Plan: plan}
+	for _, rate := range rates {
+		res, err := step(ctx, rate)
+		if err != nil {
+			return rr, err
+		}
+		held, why := plan.holds(res)
+		rr.Steps = append(rr.Steps, Step{Rate: rate, Result: res, Held: held, Why: why})
+		if !held {
+			break
+		}
+		rr.Held = rate
+	}
+	return rr, nil
+}

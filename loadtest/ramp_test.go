@@ -1,0 +1,131 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeStep returns Results whose p99 grows with the rate: p99 = rate µs.
+func fakeStep(ran *[]float64) stepFunc {
+	return func(_ context.Context, rate float64) (*Result, error) {
+		*ran = append(*ran, rate)
+		res := &Result{Rate: rate, Duration: time.Second, Ops: int64(rate), Latency: newHistogram()}
+		_ = res.Latency.RecordValues(int64(rate), int64(rate))
+		return res, nil
+	}
+}
+
+func TestRampStopsAtTheFirstStepAboveTheObjective(t *testing.T) {
+	var ran []float64
+	plan := RampPlan{Start: 1000, Step: 1000, Max: 10000, SLO: 3500 * time.Microsecond}
+	rr, err := ramp(context.Background(), plan, fakeStep(&ran))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ran, []float64{1000, 2000, 3000, 4000}); diff != "" {
+		t.Errorf("steps run (-got +want):\n%s", diff)
+	}
+	if rr.Held != 3000 {
+		t.Errorf("held %v, want 3000", rr.Held)
+	}
+	if got, want := rr.Verdict(), "holds 3000 req/s at p99 < 3.5ms"; got != want {
+		t.Errorf("verdict %q, want %q", got, want)
+	}
+	if best := rr.Best(); best.Rate != 3000 {
+		t.Errorf("Best is the %v step, want 3000", best.Rate)
+	}
+}
+
+func TestRampThatHoldsEveryStepEndsAtMax(t *testing.T) {
+	var ran []float64
+	rr, err := ramp(context.Background(), RampPlan{Start: 100, Step: 300, Max: 1000, SLO: time.Second}, fakeStep(&ran))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ran, []float64{100, 400, 700, 1000}); diff != "" {
+		t.Errorf("steps run (-got +want):\n%s", diff)
+	}
+	if rr.Held != 1000 {
+		t.Errorf("held %v, want 1000", rr.Held)
+	}
+}
+
+func TestRampThatHoldsNothingSaysSo(t *testing.T) {
+	var ran []float64
+	rr, err := ramp(context.Background(), RampPlan{Start: 1500, Step: 100, Max: 1900, SLO: time.Millisecond}, fakeStep(&ran))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ran) != 1 || rr.Held != 0 || rr.Best().Rate != 1500 {
+		t.Errorf("ran %v, held %v; want one step and nothing held", ran, rr.Held)
+	}
+	if got, want := rr.Verdict(), "holds no step at p99 < 1ms: 1500 req/s already failed (p99 1.5ms > 1ms)"; got != want {
+		t.Errorf("verdict %q, want %q", got, want)
+	}
+}
+
+func TestRampStepFailsOnErrorsOrShortfall(t *testing.T) {
+	plan := RampPlan{SLO: time.Second}
+	base := func() *Result {
+		r := &Result{Rate: 1000, Duration: time.Second, Ops: 1000, Latency: newHistogram()}
+		_ = r.Latency.RecordValues(100, 1000)
+		return r
+	}
+	ok := base()
+	if held, why := plan.holds(ok); !held {
+		t.Errorf("a clean step did not hold: %s", why)
+	}
+	errs := base()
+	errs.Errors = 2 // 0.2%
+	if held, _ := plan.holds(errs); held {
+		t.Error("a step with 0.2% errors held")
+	}
+	timeouts := base()
+	timeouts.Ops, timeouts.Timeouts = 998, 2
+	if held, _ := plan.holds(timeouts); held {
+		t.Error("a step with 0.2% timeouts held")
+	}
+	oneErr := base()
+	oneErr.Errors = 1 // 0.1%: at the limit
+	if held, why := plan.holds(oneErr); !held {
+		t.Errorf("a step with 0.1%% errors did not hold: %s", why)
+	}
+	short := base()
+	short.Ops = 900
+	if held, _ := plan.holds(short); held {
+		t.Error("a step that completed 90% of its rate held")
+	}
+}
+
+func TestRampReturnsTheStepsBeforeAnError(t *testing.T) {
+	boom := errors.New("boom")
+	var ran []float64
+	ok := fakeStep(&ran)
+	step := func(ctx context.Context, rate float64) (*Result, error) {
+		if rate > 200 {
+			return nil, boom
+		}
+		return ok(ctx, rate)
+	}
+	rr, err := ramp(context.Background(), RampPlan{Start: 100, Step: 100, Max: 500, SLO: time.Second}, step)
+	if !errors.Is(err, boom) || len(rr.Steps) != 2 || rr.Held != 200 {
+		t.Errorf("err %v, %d steps, held %v; want boom, 2, 200", err, len(rr.Steps), rr.Held)
+	}
+}
+
+func TestRampPlanRefusesNonsense(t *testing.T) {
+	for _, p := range []RampPlan{
+		{Start: 0, Step: 1, Max: 10, SLO: time.Millisecond},
+		{Start: 10, Step: 0, Max: 10, SLO: time.Millisecond},
+		{Start: 10, Step: 1, Max: 5, SLO: time.Millisecond},
+		{Start: 10, Step: 1, Max: 20},
+	} {
+		if _, err := p.Rates(); err == nil {
+			t.Errorf("%+v accepted", p)
+		}
+	}
+}

@@ -1,0 +1,173 @@
+package loadtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeResult returns a Result whose latencies are 1..n µs (scaled by
+// scale) over d.
+func fakeResult(rate float64, n int, scale int64, d time.Duration) *Result {
+	h := newHistogram()
+	for i := 1; i <= n; i++ {
+		_ = h.RecordValue(int64(i) * scale)
+	}
+	return &Result{Rate: rate, Duration: d, Ops: int64(n), Latency: h, Hits: int64(n) / 2, Misses: int64(n) / 2}
+}
+
+func TestConnHistogramsMergeIntoTheWholeRunsPercentiles(t *testing.T) {
+	whole := newHistogram()
+	r := &runner{}
+	for id := range 4 {
+		w := &worker{id: id, hist: newHistogram(), lag: newHistogram()}
+		for v := int64(id + 1); v <= 100000; v += 4 {
+			_ = w.hist.RecordValue(v)
+			_ = whole.RecordValue(v)
+			w.tally.ops++
+		}
+		w.tally.errors = int64(id)
+		r.workers = append(r.workers, w)
+	}
+	now := time.Now()
+	res := r.collect(&phase{start: now, measure: now, end: now.Add(time.Second)})
+	if res.Ops != 100000 || res.Errors != 0+1+2+3 {
+		t.Errorf("ops, errors = %d, %d; want 100000, 6", res.Ops, res.Errors)
+	}
+	for _, p := range []float64{50, 90, 99, 99.9, 100} {
+		if got, want := res.Latency.ValueAtPercentile(p), whole.ValueAtPercentile(p); got != want {
+			t.Errorf("p%v of merged = %d, of one histogram = %d", p, got, want)
+		}
+	}
+	if got := res.Percentile(99); got < 98900*time.Microsecond || got > 99100*time.Microsecond {
+		t.Errorf("p99 = %v, want 99ms within the histogram's 3 digits", got)
+	}
+}
+
+func TestJSONReportHasTheDocumentedShape(t *testing.T) {
+	cfg := Config{Addr: "127.0.0.1:11211", Prefix: "User:", Keys: 1000, Mix: Mix{Get: 0.9, Set: 0.1}, Duration: 2 * time.Second}
+	res := fakeResult(0, 1000, 1, 2*time.Second)
+	res.Stats = &StatsDelta{Seconds: 2, Counters: []CounterDelta{{Name: "get_hits", Delta: 10, PerSec: 5, PerOp: 0.01}}}
+	var buf bytes.Buffer
+	if err := (&Report{Config: cfg, Result: res}).WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, buf.Bytes())
+	}
+	for _, k := range []string{"ops_per_sec", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "errors", "misses", "ops", "duration_s", "config", "stats"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("no %q in %s", k, buf.Bytes())
+		}
+	}
+	if _, ok := got["steps"]; ok {
+		t.Error("a run that is not a ramp has steps")
+	}
+	want := map[string]any{"ops_per_sec": 500.0, "p50_us": 500.0, "p99_us": 990.0, "max_us": 1000.0, "ops": 1000.0, "duration_s": 2.0, "misses": 500.0}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	c := got["config"].(map[string]any)
+	if c["prefix"] != "User:" || c["keys"] != 1000.0 || c["get"] != 0.9 || c["conns"] != 32.0 || c["duration"] != "2s" {
+		t.Errorf("config = %v", c)
+	}
+}
+
+func TestJSONReportOfARampHasSteps(t *testing.T) {
+	rr := &RampResult{Plan: RampPlan{Start: 100, Step: 100, Max: 300, SLO: time.Millisecond}, Held: 100, Steps: []Step{
+		{Rate: 100, Result: fakeResult(100, 200, 1, 2*time.Second), Held: true},
+		{Rate: 200, Result: fakeResult(200, 400, 10, 2*time.Second), Why: "p99 3.96ms > 1ms"},
+	}}
+	var buf bytes.Buffer
+	if err := (&Report{Config: Config{Addr: "a:1"}, Result: rr.Best(), Ramp: rr}).WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		OpsPerSec float64 `json:"ops_per_sec"`
+		HeldRate  float64 `json:"held_rate"`
+		SLO       int64   `json:"slo_p99_us"`
+		Config    struct {
+			Ramp string `json:"ramp"`
+		} `json:"config"`
+		Steps []struct {
+			Rate      float64 `json:"rate"`
+			OpsPerSec float64 `json:"ops_per_sec"`
+			P99us     int64   `json:"p99_us"`
+			Held      bool    `json:"held"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	type step = struct {
+		Rate      float64 `json:"rate"`
+		OpsPerSec float64 `json:"ops_per_sec"`
+		P99us     int64   `json:"p99_us"`
+		Held      bool    `json:"held"`
+	}
+	p99 := rr.Steps[1].Result.Latency.ValueAtPercentile(99) // 3960 to 3 digits
+	wantSteps := []step{{100, 100, 198, true}, {200, 200, p99, false}}
+	if diff := cmp.Diff(got.Steps, wantSteps); diff != "" {
+		t.Errorf("steps (-got +want):\n%s", diff)
+	}
+	if got.HeldRate != 100 || got.SLO != 1000 || got.OpsPerSec != 100 || got.Config.Ramp != "100:100:300" {
+		t.Errorf("held_rate %v, slo_p99_us %v, ops_per_sec %v, config.ramp %q", got.HeldRate, got.SLO, got.OpsPerSec, got.Config.Ramp)
+	}
+}
+
+func TestTableShowsFiguresAndVerdict(t *testing.T) {
+	rr := &RampResult{Plan: RampPlan{Start: 100, Step: 100, Max: 300, SLO: time.Millisecond}, Held: 100, Steps: []Step{
+		{Rate: 100, Result: fakeResult(100, 200, 1, 2*time.Second), Held: true},
+		{Rate: 200, Result: fakeResult(200, 400, 10, 2*time.Second), Why: "p99 3.96ms > 1ms"},
+	}}
+	var buf bytes.Buffer
+	if err := (&Report{Config: Config{Addr: "a:1", Mix: Mix{Get: 1}}, Result: rr.Best(), Ramp: rr}).WriteTable(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"holds 100 req/s at p99 < 1ms", "no: p99 3.96ms > 1ms", "get 100%", "p99.9"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+func TestHTMLReportIsSelfContained(t *testing.T) {
+	rr := &RampResult{Plan: RampPlan{Start: 100, Step: 100, Max: 300, SLO: time.Millisecond}, Held: 100, Steps: []Step{
+		{Rate: 100, Result: fakeResult(100, 200, 1, 2*time.Second), Held: true},
+		{Rate: 200, Result: fakeResult(200, 400, 10, 2*time.Second), Why: "p99 > 1ms"},
+	}}
+	for name, rep := range map[string]*Report{
+		"run":  {Config: Config{Addr: "<a>:1"}, Result: fakeResult(0, 5000, 1, time.Second)},
+		"ramp": {Config: Config{Addr: "a:1"}, Result: rr.Best(), Ramp: rr},
+	} {
+		var buf bytes.Buffer
+		if err := rep.WriteHTML(&buf); err != nil {
+			t.Fatal(err)
+		}
+		page := buf.String()
+		for _, bad := range []string{"<script", "src=", "href=", "<a>", "@import"} {
+			if strings.Contains(page, bad) {
+				t.Errorf("%s: page contains %q", name, bad)
+			}
+		}
+		if strings.Count(page, "http") != strings.Count(page, `xmlns="http://www.w3.org/2000/svg"`) {
+			t.Errorf("%s: page refers to something outside itself", name)
+		}
+		want := []string{"<svg", "Latency by percentile", "99.9%"}
+		if name == "ramp" {
+			want = append(want, "Latency over throughput", "holds 100 req/s", "p99 objective")
+		}
+		for _, w := range want {
+			if !strings.Contains(page, w) {
+				t.Errorf("%s: page lacks %q", name, w)
+			}
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/objcache/objcache/ring"
+)
+
+// health ejects nodes that fail repeatedly and puts them back once they
+// answer again. It is safe for concurrent use.
+//
+// A node is ejected after ServerFailureLimit consecutive failed calls
+// (unreachable, or no reply within Timeout): the ring is rebuilt without it
+// and its keys go to the next node. While it is out, a prober asks it for
+// its version every RetryInterval, on a connection of its own, never with a
+// client's request. When it answers, it is flushed before it rejoins: a node
+// that was unreachable (not restarted) still holds values written before its
+// ejection, while the deletes and tombstones for those keys went to other
+// nodes, and for objects it would serve deleted rows.
+type health struct {
+	s       *Server
+	full    *ring.Ring // every node
+	limit   int
+	mu      sync.Mutex // protects ejected, and orders ring rebuilds
+	ejected []bool
+	wg      sync.WaitGroup // tracks probers
+	stop    chan struct{}  // closed by close
+}
+
+func newHealth(s *Server, full *ring.Ring) *health {
+	return &health{
+		s:       s,
+		full:    full,
+		limit:   s.cfg.ServerFailureLimit,
+		ejected: make([]bool, full.Len()),
+		stop:    make(chan struct{}),
+	}
+}
+
+// failed records a failed call of node i; it ejects the node once it has
+// failed limit times in a row.
+func (h *health) failed(i int, n *node, err error) {
+	if !errors.Is(err, ErrBackendDown) && !errors.Is(err, ErrBackendTimeout) {
+		return // a full queue is overload, not a broken node
+	}
+	if int(n.fails.Add(1)) < h.limit {
+		return
+	}
+	h.eject(i, err)
+}
+
+func (h *health) eject(i int, cause error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ejected[i] {
+		return
+	}
+	live := 0
+	for _, e := range h.ejected {
+		if !e {
+			live++
+		}
+	}
+	if live <= 1 {
+		return // the last node stays: its keys have nowhere else to go
+	}
+	h.ejected[i] = true
+	h.rebuild()
+	h.s.stats.Ejections.Add(1)
+	h.s.cfg.Logger.Warn("backend ejected", "backend", h.s.nodes[i].addr, "cause", cause)
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.probe(i)
+	}()
+}
+
+// rebuild installs the ring without the ejected nodes. h.mu must be held.
+func (h *health) rebuild() {
+	r, err := h.full.Without(func(j int) bool { return h.ejected[j] })
+	if err != nil {
+		return // cannot happen: one node is always kept
+	}
+	h.s.ring.Store(r)
+	n := 0
+	for _, e := range h.ejected {
+		if e {
+			n++
+		}
+	}
+	h.s.stats.EjectedNodes.Store(int64(n))
+}
+
+// probe waits for ejected node i to answer, flushes it and readmits it.
+func (h *health) probe(i int) {
+	n := h.s.nodes[i]
+	for {
+		select {
+		case <-time.After(h.s.cfg.RetryInterval):
+		case <-h.stop:
+			return
+		}
+		if err := h.flushIfAlive(n.addr); err != nil {
+			h.s.logDebug("backend still out", "backend", n.addr, "err", err)
+			continue
+		}
+		n.reconnect(h.s.cfg.ConnectTimeout)
+		h.mu.Lock()
+		n.fails.Store(0)
+		h.ejected[i] = false
+		h.rebuild()
+		h.mu.Unlock()
+		h.s.cfg.Logger.Info("backend back after a flush", "backend", n.addr)
+		return
+	}
+}
+
+// flushIfAlive asks addr for its version and, when it answers, flushes it.
+func (h *health) flushIfAlive(addr string) error {
+	cfg := h.s.cfg
+	conn, err := net.DialTimeout("tcp", addr, cfg.ConnectTimeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(cfg.Timeout))
+	br := bufio.NewReader(conn)
+	for _, step := range []struct{ req, want string }{{"version\r\n", "VERSION "}, {"flush_all\r\n", "OK\r\n"}} {
+		if _, err := conn.Write([]byte(step.req)); err != nil {
+			return err
+		}
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, step.want) {
+			return fmt.Errorf("%q answered %q", strings.TrimSpace(step.req), line)
+		}
+	}
+	return nil
+}
+
+func (h *health) close() {
+	close(h.stop)
+	h.wg.Wait()
+}
