@@ -28,8 +28,15 @@ test: deps
 test-race: deps
 	$(GO) test -race $(TESTFLAGS) $(PKGS)
 
+# fuzz runs the parser's fuzzer for FUZZTIME, then keeps the inputs it found
+# interesting in protocol/testdata/fuzz/FuzzParse, where every `make test`
+# replays them: the committed corpus grows from what the fuzzer finds.
+FUZZCACHE = $(shell $(GO) env GOCACHE)/fuzz/github.com/objcache/objcache/protocol/FuzzParse
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./protocol/
+	mkdir -p protocol/testdata/fuzz/FuzzParse
+	if [ -d "$(FUZZCACHE)" ]; then cp -n "$(FUZZCACHE)"/* protocol/testdata/fuzz/FuzzParse/ 2>/dev/null || true; fi
+	@echo "corpus: $$(ls protocol/testdata/fuzz/FuzzParse | wc -l) inputs in protocol/testdata/fuzz/FuzzParse"
 
 bench: deps
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)

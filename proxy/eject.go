@@ -146,6 +146,12 @@ func (h *health) flushIfAlive(addr string) error {
 	return nil
 }
 
+func (h *health) isEjected(i int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ejected[i]
+}
+
 func (h *health) close() {
 	close(h.stop)
 	h.wg.Wait()

@@ -483,6 +483,9 @@ func TestDatabaseDownHitsAnswerAndMissesFailFast(t *testing.T) {
 	pg.Stop(t)
 	c.Send("get User:1\r\n")
 	c.Expect(hit)
+	if h := e.srv.Health(context.Background()); h.Status != "degraded" || h.Database == "ok" {
+		t.Errorf("Health with the database down = %+v, want degraded with the database's error", h)
+	}
 	start := time.Now()
 	c.Send("get User:2\r\n")
 	c.Expect("SERVER_ERROR database unavailable\r\n")
@@ -504,6 +507,9 @@ func TestDatabaseDownHitsAnswerAndMissesFailFast(t *testing.T) {
 			t.Fatalf("fills did not resume after the database came back: %q", line)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if h := e.srv.Health(context.Background()); h.Status != "ok" || h.Database != "ok" {
+		t.Errorf("Health after the database came back = %+v, want ok", h)
 	}
 }
 

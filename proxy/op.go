@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/objcache/objcache/protocol"
 )
@@ -22,6 +23,7 @@ const (
 // op is one client request in flight: what was asked and the backend calls
 // that answer it. A conn reuses its ops, and their buffers, batch after batch.
 type op struct {
+	start time.Time // when it was dispatched, for the latency histogram
 	req   protocol.Request
 	kind  opKind
 	local []byte  // the reply of an opLocal (nil: no reply)
@@ -46,6 +48,7 @@ func (c *conn) dispatch(o *op) {
 	r := &o.req
 	o.kind, o.local = opLocal, nil
 	o.calls = o.calls[:0]
+	o.start = time.Now()
 	c.s.stats.countCommand(r.Command)
 	switch {
 	case r.Command == protocol.CmdError:
@@ -181,6 +184,7 @@ func (c *conn) complete(o *op) {
 			o.calls[i] = nil
 		}
 	}
+	c.s.latency[o.req.Command].Observe(time.Since(o.start).Seconds())
 }
 
 func (c *conn) writeSingle(o *op, cl *call) {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/objcache/objcache/protocol"
 	"github.com/objcache/objcache/ring"
 )
@@ -134,6 +136,8 @@ type Server struct {
 	health      *health                   // nil when nodes are never ejected
 	nodes       []*node
 	stats       *Stats
+	latencyVec  *prometheus.HistogramVec
+	latency     [protocol.NumCommands]prometheus.Observer
 	versionLine []byte
 	obj         *objects // nil without models
 
@@ -171,6 +175,7 @@ func New(cfg Config) (*Server, error) {
 		maxValue:       cfg.MaxItemSize,
 		stats:          s.stats,
 	}
+	s.latencyVec, s.latency = newLatency()
 	s.ring.Store(r)
 	if cfg.ServerFailureLimit > 0 {
 		s.health = newHealth(s, r)
@@ -346,4 +351,37 @@ func errorLine(err error) []byte {
 	default:
 		return replyBackendDown
 	}
+}
+
+// Health is what /healthz reports.
+type Health struct {
+	Status   string            `json:"status"`             // "ok", "degraded" (database or a backend out) or "draining"
+	Backends map[string]string `json:"backends"`           // "up" or "ejected", by address
+	Database string            `json:"database,omitempty"` // "ok" or why not; empty without models
+}
+
+// Health checks the database (when models are configured) and reports the
+// backends' state. It is cheap enough for a load balancer's probe: one
+// ping, bounded by ctx.
+func (s *Server) Health(ctx context.Context) Health {
+	h := Health{Status: "ok", Backends: make(map[string]string, len(s.nodes))}
+	for i, n := range s.nodes {
+		h.Backends[n.addr] = "up"
+		if s.health != nil && s.health.isEjected(i) {
+			h.Backends[n.addr] = "ejected"
+			h.Status = "degraded"
+		}
+	}
+	if s.obj != nil {
+		h.Database = "ok"
+		if p, ok := s.obj.loader.(interface{ Ping(context.Context) error }); ok {
+			if err := p.Ping(ctx); err != nil {
+				h.Database, h.Status = err.Error(), "degraded"
+			}
+		}
+	}
+	if s.isDraining() {
+		h.Status = "draining"
+	}
+	return h
 }

@@ -141,8 +141,27 @@ func (ost *ObjectStats) snapshot() []stat {
 	}
 }
 
+// latencyBuckets span a loopback hit (tens of µs) to a database load
+// that timed out (seconds).
+var latencyBuckets = prometheus.ExponentialBuckets(20e-6, 2.5, 14)
+
+// newLatency makes the per-command request latency histograms, resolved
+// once so that observing one costs no label lookup.
+func newLatency() (*prometheus.HistogramVec, [protocol.NumCommands]prometheus.Observer) {
+	vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "objcache_request_duration_seconds",
+		Help:    "Time from a request's dispatch to its reply, by command.",
+		Buckets: latencyBuckets,
+	}, []string{"command"})
+	var byCmd [protocol.NumCommands]prometheus.Observer
+	for c := range byCmd {
+		byCmd[c] = vec.WithLabelValues(protocol.Command(c).String())
+	}
+	return vec, byCmd
+}
+
 // Collector returns a Prometheus collector that exports the server's
-// counters, read at scrape time.
+// counters, read at scrape time, and its latency histograms.
 func (s *Server) Collector() prometheus.Collector { return &collector{s: s} }
 
 type collector struct{ s *Server }
@@ -152,6 +171,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	c.s.latencyVec.Collect(ch)
 	for _, st := range c.s.statList() {
 		kind, name := prometheus.CounterValue, "objcache_"+st.name+"_total"
 		if st.name == "curr_connections" || st.name == "ejected_backends" {

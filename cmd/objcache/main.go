@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -259,8 +260,14 @@ func adminHandler(srv *proxy.Server, opts serveOptions) http.Handler {
 	reg.MustRegister(srv.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		h := srv.Health(ctx)
+		w.Header().Set("Content-Type", "application/json")
+		if h.Status == "draining" {
+			w.WriteHeader(http.StatusServiceUnavailable) // take this instance out of rotation
+		}
+		_ = json.NewEncoder(w).Encode(h)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if opts.pprof {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"log/slog"
@@ -142,8 +143,9 @@ func TestServeListenerSpeaksMemcachedAndHTTPOnOnePort(t *testing.T) {
 	mc.Expect("STORED\r\nVALUE greeting 0 5\r\nhello\r\nEND\r\n")
 
 	resp, body := httpGet(t, "http://"+addr+"/healthz")
-	if resp.StatusCode != http.StatusOK || strings.TrimSpace(body) != "ok" {
-		t.Errorf("GET /healthz = %d %q, want 200 ok", resp.StatusCode, body)
+	var h proxy.Health
+	if err := json.Unmarshal([]byte(body), &h); resp.StatusCode != http.StatusOK || err != nil || h.Status != "ok" || len(h.Backends) != 1 {
+		t.Errorf("GET /healthz = %d %q, want 200 with status ok and one backend up", resp.StatusCode, body)
 	}
 
 	resp, body = httpGet(t, "http://"+addr+"/metrics")
@@ -158,7 +160,7 @@ func TestServeListenerSpeaksMemcachedAndHTTPOnOnePort(t *testing.T) {
 	if err != nil {
 		t.Fatalf("/metrics is not Prometheus text format: %v\n%s", err, body)
 	}
-	for _, name := range []string{"objcache_cmd_get_total", "objcache_get_hits_total", "objcache_curr_connections", "objcache_requests_total"} {
+	for _, name := range []string{"objcache_cmd_get_total", "objcache_get_hits_total", "objcache_curr_connections", "objcache_requests_total", "objcache_request_duration_seconds"} {
 		if _, ok := families[name]; !ok {
 			t.Errorf("/metrics lacks %s", name)
 		}
