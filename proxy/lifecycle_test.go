@@ -123,3 +123,30 @@ func TestShutdownClosesWhatIsLeftWhenItsContextEnds(t *testing.T) {
 		t.Errorf("Shutdown took %v past a 300ms drain timeout", d)
 	}
 }
+
+// TestTwoThousandIdleConnectionsDoNotStopService: idle connections cost a
+// goroutine and two buffers each, and nothing else; clients keep being
+// served.
+func TestTwoThousandIdleConnectionsDoNotStopService(t *testing.T) {
+	_, addrs := startNodes(t, 2)
+	srv, addr := startProxy(t, addrs, nil)
+	idle := make([]net.Conn, 0, 2000)
+	t.Cleanup(func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	})
+	for i := 0; i < 2000; i++ {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		idle = append(idle, c)
+	}
+	eventually(t, 10*time.Second, "2000 connections accepted", func() bool {
+		return srv.Stats().CurrConnections.Load() >= 2000
+	})
+	c := testsupport.Dial(t, addr)
+	c.Send("set k 0 0 2\r\nhi\r\nget k\r\n")
+	c.Expect("STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n")
+}
