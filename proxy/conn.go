@@ -24,6 +24,7 @@ type conn struct {
 	bw     *bufio.Writer
 	parser *protocol.Parser
 	slot   int         // which pipe of every node this connection uses
+	t      *topology   // the topology of the current batch
 	ops    []*op       // reused across batches
 	idle   atomic.Bool // waiting for a request with nothing in flight
 }
@@ -88,6 +89,9 @@ func (c *conn) readBatch() (int, error) {
 		o := c.ops[n]
 		if err := c.parser.Parse(&o.req); err != nil {
 			return n, err
+		}
+		if n == 0 { // the batch's topology: the one in force when its first request arrived
+			c.t = c.s.topo.Load()
 		}
 		c.idle.Store(false)
 		if o.req.Command == protocol.CmdQuit {

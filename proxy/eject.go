@@ -25,6 +25,7 @@ import (
 // nodes, and for objects it would serve deleted rows.
 type health struct {
 	s       *Server
+	t       *topology
 	full    *ring.Ring // every node
 	limit   int
 	mu      sync.Mutex // protects ejected, and orders ring rebuilds
@@ -33,11 +34,12 @@ type health struct {
 	stop    chan struct{}  // closed by close
 }
 
-func newHealth(s *Server, full *ring.Ring) *health {
+func newHealth(s *Server, t *topology, full *ring.Ring) *health {
 	return &health{
 		s:       s,
+		t:       t,
 		full:    full,
-		limit:   s.cfg.ServerFailureLimit,
+		limit:   t.cfg.ServerFailureLimit,
 		ejected: make([]bool, full.Len()),
 		stop:    make(chan struct{}),
 	}
@@ -73,7 +75,7 @@ func (h *health) eject(i int, cause error) {
 	h.ejected[i] = true
 	h.rebuild()
 	h.s.stats.Ejections.Add(1)
-	h.s.cfg.Logger.Warn("backend ejected", "backend", h.s.nodes[i].addr, "cause", cause)
+	h.s.cfg.Logger.Warn("backend ejected", "backend", h.t.nodes[i].addr, "cause", cause)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -87,7 +89,7 @@ func (h *health) rebuild() {
 	if err != nil {
 		return // cannot happen: one node is always kept
 	}
-	h.s.ring.Store(r)
+	h.t.ring.Store(r)
 	n := 0
 	for _, e := range h.ejected {
 		if e {
@@ -99,10 +101,10 @@ func (h *health) rebuild() {
 
 // probe waits for ejected node i to answer, flushes it and readmits it.
 func (h *health) probe(i int) {
-	n := h.s.nodes[i]
+	n := h.t.nodes[i]
 	for {
 		select {
-		case <-time.After(h.s.cfg.RetryInterval):
+		case <-time.After(h.t.cfg.RetryInterval):
 		case <-h.stop:
 			return
 		}
@@ -110,7 +112,7 @@ func (h *health) probe(i int) {
 			h.s.logDebug("backend still out", "backend", n.addr, "err", err)
 			continue
 		}
-		n.reconnect(h.s.cfg.ConnectTimeout)
+		n.reconnect(h.t.cfg.ConnectTimeout)
 		h.mu.Lock()
 		n.fails.Store(0)
 		h.ejected[i] = false
@@ -123,7 +125,7 @@ func (h *health) probe(i int) {
 
 // flushIfAlive asks addr for its version and, when it answers, flushes it.
 func (h *health) flushIfAlive(addr string) error {
-	cfg := h.s.cfg
+	cfg := h.t.cfg
 	conn, err := net.DialTimeout("tcp", addr, cfg.ConnectTimeout)
 	if err != nil {
 		return err

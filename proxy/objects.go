@@ -55,13 +55,14 @@ type ObjectStats struct {
 // loads and CAS-admitted fills, tombstoned deletes.
 type objects struct {
 	s           *Server
+	t           *topology // the nodes fills and tombstones go to
 	loader      Loader
 	models      map[string]*model
 	tombTTL     int64 // exptime of tombstones, seconds
 	hot         *hotTier
 	fillWithSet bool
 	loadTimeout time.Duration
-	stats       ObjectStats
+	stats       *ObjectStats // the server's, shared across reloads
 
 	mu      sync.Mutex         // protects flights
 	flights map[string]*flight // loads in flight, by key, until their fill is stored
@@ -97,7 +98,7 @@ var replyDatabaseDown = []byte("SERVER_ERROR database unavailable\r\n")
 // replyObjectCommand answers incr, decr, append and prepend on objects.
 var replyObjectCommand = []byte("CLIENT_ERROR object keys do not support this command\r\n")
 
-func newObjects(s *Server, cfg Config) (*objects, error) {
+func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
 	if cfg.Loader == nil || len(cfg.Models) == 0 {
 		return nil, nil
 	}
@@ -107,6 +108,8 @@ func newObjects(s *Server, cfg Config) (*objects, error) {
 	}
 	ob := &objects{
 		s:           s,
+		t:           t,
+		stats:       s.objStats,
 		loader:      cfg.Loader,
 		models:      make(map[string]*model),
 		tombTTL:     int64(cfg.TombstoneTTL / time.Second),
@@ -266,7 +269,7 @@ func (ob *objects) store(slot int, m *model, keys [][]byte, mine []int, fl []*fl
 		}
 		cl := newCall(protocol.CmdSet)
 		cl.req = appendStore(cl.req, cmd, keys[i], flags, exptime(ttl), value, cas)
-		ob.s.nodes[ob.s.pick(keys[i])].send(slot, cl)
+		ob.t.nodes[ob.t.pick(keys[i])].send(slot, cl)
 		calls[i] = cl
 	}
 	for i, cl := range calls {

@@ -53,7 +53,7 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 // route decides how key is served and, when it goes to a node, which.
 func (ob *objects) route(key []byte, touch bool) (keyKind, *hotEntry, uint32, int32) {
 	if !ob.isObject(key) {
-		return keyPlain, nil, 0, int32(ob.s.pick(key))
+		return keyPlain, nil, 0, int32(ob.t.pick(key))
 	}
 	var epoch uint32
 	if ob.hot != nil && !touch {
@@ -64,7 +64,7 @@ func (ob *objects) route(key []byte, touch bool) (keyKind, *hotEntry, uint32, in
 		ob.stats.HotMisses.Add(1)
 		epoch = ob.hot.epoch(key)
 	}
-	return keyObject, nil, epoch, int32(ob.s.pick(key))
+	return keyObject, nil, epoch, int32(ob.t.pick(key))
 }
 
 // pendingLoad is one object key of a request that must be loaded.
@@ -245,7 +245,7 @@ func (ob *objects) dispatchDelete(c *conn, o *op) {
 		ob.hot.drop(key)
 	}
 	ob.stats.Tombstones.Add(1)
-	n := ob.s.nodes[ob.s.pick(key)]
+	n := ob.t.nodes[ob.t.pick(key)]
 	set := newCall(protocol.CmdSet)
 	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, ob.tombTTL, tombstone.TombstoneValue, 0)
 	if r.NoReply {

@@ -61,13 +61,13 @@ func (c *conn) dispatch(o *op) {
 		o.local = c.s.versionLine
 	case r.Command == protocol.CmdStats:
 		o.kind = opStats
-	case c.s.obj != nil && c.s.obj.isObject(r.Keys[0]) && c.s.obj.dispatchKeyed(c, o):
+	case c.t.obj != nil && c.t.obj.isObject(r.Keys[0]) && c.t.obj.dispatchKeyed(c, o):
 	default: // storage, delete, incr, decr, touch: one key, one node
 		o.kind = opSingle
 		cl := newCall(r.Command)
 		cl.req = appendForward(cl.req, r)
 		cl.noreply = r.NoReply
-		c.s.nodes[c.s.pick(r.Keys[0])].send(c.slot, cl)
+		c.t.nodes[c.t.pick(r.Keys[0])].send(c.slot, cl)
 		if !r.NoReply {
 			o.calls = append(o.calls, cl)
 		}
@@ -92,14 +92,14 @@ func (c *conn) dispatchRetrieval(o *op) {
 		o.local = protocol.End
 		return
 	}
-	if c.s.obj != nil && c.s.obj.dispatchObjects(c, o) {
+	if c.t.obj != nil && c.t.obj.dispatchObjects(c, o) {
 		return
 	}
-	first := c.s.pick(r.Keys[0])
+	first := c.t.pick(r.Keys[0])
 	o.node = append(o.node[:0], int32(first))
 	split := false
 	for _, k := range r.Keys[1:] {
-		n := c.s.pick(k)
+		n := c.t.pick(k)
 		o.node = append(o.node, int32(n))
 		split = split || n != first
 	}
@@ -107,7 +107,7 @@ func (c *conn) dispatchRetrieval(o *op) {
 		o.kind = opSingle
 		cl := newCall(r.Command)
 		cl.req = appendForward(cl.req, r)
-		c.s.nodes[first].send(c.slot, cl)
+		c.t.nodes[first].send(c.slot, cl)
 		o.calls = append(o.calls, cl)
 		return
 	}
@@ -118,7 +118,7 @@ func (c *conn) dispatchRetrieval(o *op) {
 // sendPerNode sends "head k1 k2 ...\r\n" to each node that o.node names
 // (-1: not sent), one call per node, in o.calls by node.
 func (c *conn) sendPerNode(o *op, head []byte) {
-	for range c.s.nodes {
+	for range c.t.nodes {
 		o.calls = append(o.calls, nil)
 	}
 	for i, n := range o.node {
@@ -137,7 +137,7 @@ func (c *conn) sendPerNode(o *op, head []byte) {
 	for n, cl := range o.calls {
 		if cl != nil {
 			cl.req = append(cl.req, '\r', '\n')
-			c.s.nodes[n].send(c.slot, cl)
+			c.t.nodes[n].send(c.slot, cl)
 		}
 	}
 }
@@ -146,7 +146,7 @@ func (c *conn) sendPerNode(o *op, head []byte) {
 func (c *conn) dispatchFanout(o *op) {
 	r := &o.req
 	o.kind = opFanout
-	for _, n := range c.s.nodes {
+	for _, n := range c.t.nodes {
 		cl := newCall(r.Command)
 		cl.req = appendForward(cl.req, r)
 		cl.noreply = r.NoReply
@@ -174,9 +174,9 @@ func (c *conn) complete(o *op) {
 		o.buf = c.s.appendStats(o.buf[:0], o.req.Args)
 		c.bw.Write(o.buf)
 	case opObjects:
-		c.s.obj.completeObjects(c, o)
+		c.t.obj.completeObjects(c, o)
 	case opDelete:
-		c.s.obj.completeDelete(c, o)
+		c.t.obj.completeDelete(c, o)
 	}
 	for i, cl := range o.calls {
 		if cl != nil {

@@ -131,21 +131,22 @@ func (c *Config) setDefaults() {
 // Server is a memcached protocol proxy. Its methods are safe for concurrent
 // use.
 type Server struct {
-	cfg         Config
-	ring        atomic.Pointer[ring.Ring] // the live nodes' ring; replaced on ejection
-	health      *health                   // nil when nodes are never ejected
-	nodes       []*node
+	cfg         Config // as given to New; Reload replaces only the topology's
+	topo        atomic.Pointer[topology]
 	stats       *Stats
+	objStats    *ObjectStats
 	latencyVec  *prometheus.HistogramVec
 	latency     [protocol.NumCommands]prometheus.Observer
 	versionLine []byte
-	obj         *objects // nil without models
 
-	mu       sync.Mutex // protects conns and closed, and orders draining with them
+	mu       sync.Mutex // protects conns, closed and retiring, and orders draining with them
 	conns    map[*conn]struct{}
 	closed   bool
-	draining atomic.Bool    // set by Shutdown; read on every batch without mu
-	wg       sync.WaitGroup // tracks connection goroutines
+	retiring map[*topology]struct{} // replaced by Reload, closed after a grace period
+	closing  chan struct{}          // closed by Close: retire at once
+	draining atomic.Bool            // set by Shutdown; read on every batch without mu
+	wg       sync.WaitGroup         // tracks connection goroutines
+	retireWG sync.WaitGroup         // tracks retirements
 }
 
 // New returns a Server for cfg, once it has tried to connect to every
@@ -153,53 +154,64 @@ type Server struct {
 // retried in the background.
 func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
-	r, err := ring.New(cfg.Backends)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
 	s := &Server{
 		cfg:         cfg,
 		stats:       newStats(),
+		objStats:    new(ObjectStats),
 		versionLine: []byte("VERSION " + cfg.Version + "\r\n"),
 		conns:       make(map[*conn]struct{}),
-	}
-	if s.obj, err = newObjects(s, cfg); err != nil {
-		return nil, err
-	}
-	pc := pipeConfig{
-		connectTimeout: cfg.ConnectTimeout,
-		timeout:        cfg.Timeout,
-		retryInterval:  cfg.RetryInterval,
-		queueSize:      cfg.QueueSize,
-		queueBytes:     cfg.QueueBytes,
-		maxValue:       cfg.MaxItemSize,
-		stats:          s.stats,
+		retiring:    make(map[*topology]struct{}),
+		closing:     make(chan struct{}),
 	}
 	s.latencyVec, s.latency = newLatency()
-	s.ring.Store(r)
-	if cfg.ServerFailureLimit > 0 {
-		s.health = newHealth(s, r)
+	t, err := s.newTopology(cfg)
+	if err != nil {
+		return nil, err
 	}
-	var starting sync.WaitGroup
-	for i, b := range cfg.Backends {
-		n := newNode(b.Addr, cfg.BackendConnections, pc, s.stats)
-		n.index, n.health = i, s.health
-		s.nodes = append(s.nodes, n)
-		starting.Add(1)
-		go func() {
-			defer starting.Done()
-			n.start()
-		}()
-	}
-	starting.Wait()
+	s.topo.Store(t)
 	return s, nil
+}
+
+// Reload makes cfg's backends, models, hot tier and backend settings take
+// effect without dropping client connections: requests that started keep
+// the old topology, new ones get the new. The old backend connections and
+// loader-side state are closed once the requests that may use them are
+// done. A cfg that cannot be used is refused and the old one keeps serving.
+// Settings of the client side (limits, timeouts, version) need a restart.
+func (s *Server) Reload(cfg Config) error {
+	cfg.setDefaults()
+	cfg.Logger = s.cfg.Logger
+	t, err := s.newTopology(cfg)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		t.close()
+		return ErrShutdown
+	}
+	old := s.topo.Swap(t)
+	s.retiring[old] = struct{}{}
+	s.retireWG.Add(1)
+	s.mu.Unlock()
+	grace := 2*old.cfg.Timeout + old.cfg.LoadTimeout
+	go func() {
+		defer s.retireWG.Done()
+		select {
+		case <-time.After(grace):
+		case <-s.closing:
+		}
+		old.close()
+		s.mu.Lock()
+		delete(s.retiring, old)
+		s.mu.Unlock()
+	}()
+	return nil
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return s.stats }
-
-// pick returns the index of the node that holds key.
-func (s *Server) pick(key []byte) int { return s.ring.Load().Pick(key) }
 
 // Serve accepts connections on ln and serves each in its own goroutine until
 // ln is closed. It returns nil once the listener was closed by Close.
@@ -308,23 +320,21 @@ func (s *Server) isDraining() bool { return s.draining.Load() }
 // their goroutines. The listener passed to Serve is the caller's to close.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
+	close(s.closing)
 	for c := range s.conns {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
-	if s.health != nil {
-		s.health.close()
-	}
 	// Closing the nodes fails the calls that connections still wait for,
 	// so that their goroutines end now rather than at the backend timeout.
-	for _, n := range s.nodes {
-		n.close()
-	}
+	s.topo.Load().close()
+	s.retireWG.Wait()
 	s.wg.Wait()
-	if s.obj != nil && s.obj.hot != nil {
-		s.obj.hot.close()
-	}
 	return nil
 }
 
@@ -364,17 +374,18 @@ type Health struct {
 // backends' state. It is cheap enough for a load balancer's probe: one
 // ping, bounded by ctx.
 func (s *Server) Health(ctx context.Context) Health {
-	h := Health{Status: "ok", Backends: make(map[string]string, len(s.nodes))}
-	for i, n := range s.nodes {
+	t := s.topo.Load()
+	h := Health{Status: "ok", Backends: make(map[string]string, len(t.nodes))}
+	for i, n := range t.nodes {
 		h.Backends[n.addr] = "up"
-		if s.health != nil && s.health.isEjected(i) {
+		if t.health != nil && t.health.isEjected(i) {
 			h.Backends[n.addr] = "ejected"
 			h.Status = "degraded"
 		}
 	}
-	if s.obj != nil {
+	if t.obj != nil {
 		h.Database = "ok"
-		if p, ok := s.obj.loader.(interface{ Ping(context.Context) error }); ok {
+		if p, ok := t.obj.loader.(interface{ Ping(context.Context) error }); ok {
 			if err := p.Ping(ctx); err != nil {
 				h.Database, h.Status = err.Error(), "degraded"
 			}

@@ -97,7 +97,7 @@ func (s *Server) appendStats(dst []byte, args [][]byte) []byte {
 	dst = protocol.AppendStat(dst, "uptime", strconv.FormatInt(int64(now.Sub(s.stats.started)/time.Second), 10))
 	dst = protocol.AppendStat(dst, "time", strconv.FormatInt(now.Unix(), 10))
 	dst = protocol.AppendStat(dst, "version", s.cfg.Version)
-	dst = protocol.AppendStat(dst, "backends", strconv.Itoa(len(s.nodes)))
+	dst = protocol.AppendStat(dst, "backends", strconv.Itoa(len(s.topo.Load().nodes)))
 	for _, st := range s.statList() {
 		dst = protocol.AppendStat(dst, st.name, strconv.FormatUint(st.value, 10))
 	}
@@ -108,11 +108,12 @@ func (s *Server) appendStats(dst []byte, args [][]byte) []byte {
 // the loader's.
 func (s *Server) statList() []stat {
 	list := s.stats.snapshot()
-	if s.obj == nil {
+	obj := s.topo.Load().obj
+	if obj == nil {
 		return list
 	}
-	list = append(list, s.obj.stats.snapshot()...)
-	counters := s.obj.loader.Counters()
+	list = append(list, s.objStats.snapshot()...)
+	counters := obj.loader.Counters()
 	names := make([]string, 0, len(counters))
 	for name := range counters {
 		names = append(names, name)

@@ -145,6 +145,12 @@ func (f *serveFlags) load(args []string) (config, error) {
 	if f.fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(f.fs.Args(), " "))
 	}
+	return f.current()
+}
+
+// current reads the config file anew and applies the set flags over it: what
+// a reload takes effect with.
+func (f *serveFlags) current() (config, error) {
 	var c config
 	if f.config != "" {
 		var err error

@@ -24,6 +24,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 
 	"github.com/objcache/objcache/loader"
 	"github.com/objcache/objcache/proxy"
+	"github.com/objcache/objcache/ring"
 )
 
 // version is objcache's version, answered by the version command.
@@ -87,7 +89,7 @@ func serve(args []string, stderr io.Writer) int {
 	log := newLogger(stderr, f.logLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serveConfig(ctx, c, log); err != nil {
+	if err := serveConfig(ctx, c, f.current, log); err != nil {
 		log.Error("objcache stopped", "err", err)
 		return 1
 	}
@@ -102,8 +104,9 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// serveConfig runs the proxy for c until ctx is done.
-func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
+// serveConfig runs the proxy for c until ctx is done. reread returns the
+// configuration a reload (SIGHUP, POST /reload) takes effect with.
+func serveConfig(ctx context.Context, c config, reread func() (config, error), log *slog.Logger) error {
 	nodes, err := c.validate()
 	if err != nil {
 		return err
@@ -112,9 +115,33 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if ld != nil {
-		defer ld.Close()
+	srv, err := proxy.New(proxyConfig(c, nodes, ld, log))
+	if err != nil {
+		if ld != nil {
+			ld.Close()
+		}
+		return err
 	}
+	ln, err := listen(c)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	r := &reloader{srv: srv, reread: reread, loader: ld, log: log, closing: make(chan struct{})}
+	defer r.close()
+	opts := serveOptions{pprof: c.pprof, adminPublic: c.AdminPublic, drainTimeout: c.DrainTimeout}
+	if reread != nil {
+		opts.reload = r.reload
+		stopHUP := r.onSIGHUP(ctx)
+		defer stopHUP()
+	}
+	log.Info("objcache serving", "listen", ln.Addr().String(), "backends", c.Backends, "tls", c.TLSCert != "")
+	return serveListener(ctx, ln, srv, opts, log)
+}
+
+// proxyConfig maps the config file's settings (and the loader, when models
+// are configured) to the proxy's.
+func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logger) proxy.Config {
 	pc := proxy.Config{
 		Backends:           nodes,
 		BackendConnections: c.BackendConnections,
@@ -139,17 +166,109 @@ func serveConfig(ctx context.Context, c config, log *slog.Logger) error {
 			pc.Models[name] = proxy.Model{TTL: m.TTL, NegativeTTL: m.NegativeTTL}
 		}
 	}
-	srv, err := proxy.New(pc)
+	return pc
+}
+
+// reloader re-reads the configuration and hands it to the proxy. Safe for
+// concurrent use: reloads are serialized.
+type reloader struct {
+	srv    *proxy.Server
+	reread func() (config, error)
+	log    *slog.Logger
+
+	mu      sync.Mutex     // serializes reloads; protects loader
+	loader  *loader.Loader // the loader in use; nil without models
+	wg      sync.WaitGroup // tracks retired loaders waiting to close
+	closing chan struct{}  // closed by close: retired loaders close at once
+}
+
+// reload applies the current configuration, or refuses it (with a log line
+// and an error) and keeps the old one serving.
+func (r *reloader) reload() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.apply()
+	if err != nil {
+		r.log.Error("reload refused; the old configuration keeps serving", "err", err)
+		return err
+	}
+	r.log.Info("configuration reloaded")
+	return nil
+}
+
+func (r *reloader) apply() error {
+	c, err := r.reread()
 	if err != nil {
 		return err
 	}
-	ln, err := listen(c)
+	nodes, err := c.validate()
 	if err != nil {
-		srv.Close()
 		return err
 	}
-	log.Info("objcache serving", "listen", ln.Addr().String(), "backends", c.Backends, "tls", c.TLSCert != "")
-	return serveListener(ctx, ln, srv, serveOptions{pprof: c.pprof, adminPublic: c.AdminPublic, drainTimeout: c.DrainTimeout}, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ld, err := newLoader(ctx, c)
+	if err != nil {
+		return err
+	}
+	if err := r.srv.Reload(proxyConfig(c, nodes, ld, r.log)); err != nil {
+		if ld != nil {
+			ld.Close()
+		}
+		return err
+	}
+	if old := r.loader; old != nil {
+		r.wg.Add(1)
+		go func() { // after the proxy has retired the topology that used it
+			defer r.wg.Done()
+			select {
+			case <-time.After(loaderGrace):
+			case <-r.closing:
+			}
+			old.Close()
+		}()
+	}
+	r.loader = ld
+	return nil
+}
+
+// loaderGrace outlasts the proxy's retirement of a reloaded topology (two
+// backend timeouts and a load timeout, at their defaults).
+const loaderGrace = 10 * time.Second
+
+// onSIGHUP reloads on every SIGHUP until ctx is done or the returned stop
+// is called.
+func (r *reloader) onSIGHUP(ctx context.Context) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = r.reload()
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
+}
+
+// close closes the loader in use and the retired ones.
+func (r *reloader) close() {
+	r.mu.Lock()
+	close(r.closing)
+	if r.loader != nil {
+		r.loader.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
 }
 
 // listen opens the client listener, with TLS when a certificate is
@@ -175,6 +294,7 @@ type serveOptions struct {
 	pprof        bool          // serve /debug/pprof
 	adminPublic  bool          // admin endpoints answer clients other than loopback too
 	drainTimeout time.Duration // how long a shutdown waits for requests in flight; 0 means 10s
+	reload       func() error  // POST /reload; nil: not offered
 }
 
 // newLoader connects to PostgreSQL and checks every model, or returns nil
@@ -270,8 +390,21 @@ func adminHandler(srv *proxy.Server, opts serveOptions) http.Handler {
 		_ = json.NewEncoder(w).Encode(h)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	admin := func(h http.HandlerFunc) http.Handler { return adminOnly(h, opts.adminPublic) }
+	if opts.reload != nil {
+		mux.Handle("/reload", admin(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost {
+				http.Error(w, "POST to reload the configuration", http.StatusMethodNotAllowed)
+				return
+			}
+			if err := opts.reload(); err != nil {
+				http.Error(w, "reload refused: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			fmt.Fprintln(w, "reloaded")
+		}))
+	}
 	if opts.pprof {
-		admin := func(h http.HandlerFunc) http.Handler { return adminOnly(h, opts.adminPublic) }
 		mux.Handle("/debug/pprof/", admin(pprof.Index))
 		mux.Handle("/debug/pprof/profile", admin(pprof.Profile))
 		mux.Handle("/debug/pprof/trace", admin(pprof.Trace))

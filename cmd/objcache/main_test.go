@@ -78,7 +78,7 @@ func TestServeRefusesBadConfigsWithoutServing(t *testing.T) {
 		t.Errorf("run(serve --config missing) = %d, want 2 (stderr %q)", code, stderr.String())
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := serveConfig(context.Background(), config{}, log); err == nil || !strings.Contains(err.Error(), "no backends") {
+	if err := serveConfig(context.Background(), config{}, nil, log); err == nil || !strings.Contains(err.Error(), "no backends") {
 		t.Errorf("serveConfig without backends = %v, want the no-backends error", err)
 	}
 }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/objcache/objcache/internal/testsupport"
+)
+
+// TestReloadBySIGHUPAndPOST: a new backend list takes effect on a live
+// connection; a bad config is refused and the old one keeps serving.
+func TestReloadBySIGHUPAndPOST(t *testing.T) {
+	a := testsupport.StartMemcached(t)
+	b := testsupport.StartMemcached(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
+	path := filepath.Join(t.TempDir(), "objcache.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(path, []byte("listen: "+listen+"\n"+body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("backends: [" + a.Addr + "]\n")
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(path) }, log) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	var mc *testsupport.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if conn, err := dialOnce(listen); err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("objcache did not start listening")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mc = testsupport.Dial(t, listen)
+	backends := func() string {
+		mc.Send("stats\r\n")
+		n := ""
+		for line := mc.ReadLine(); line != "END"; line = mc.ReadLine() {
+			if strings.HasPrefix(line, "STAT backends ") {
+				n = strings.TrimPrefix(line, "STAT backends ")
+			}
+		}
+		return n
+	}
+
+	write("backends: [" + a.Addr + ", " + b.Addr + "]\n")
+	resp, body := post(t, "http://"+listen+"/reload")
+	if resp.StatusCode != http.StatusOK || backends() != "2" {
+		t.Fatalf("POST /reload = %d %q; backends %s, want 200 and 2", resp.StatusCode, body, backends())
+	}
+
+	write("backends: []\n")
+	resp, body = post(t, "http://"+listen+"/reload")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "no backends") {
+		t.Errorf("POST /reload of a bad config = %d %q, want 400 naming the problem", resp.StatusCode, body)
+	}
+	if n := backends(); n != "2" {
+		t.Errorf("after a refused reload: backends %s, want the old 2", n)
+	}
+
+	write("backends: [" + b.Addr + "]\n")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for backends() != "1" {
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not reload the config")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mc.Send("set k 0 0 1\r\nv\r\nget k\r\n")
+	mc.Expect("STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n")
+}
+
+func post(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Post(url, "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func dialOnce(addr string) (io.Closer, error) { return net.DialTimeout("tcp", addr, time.Second) }

@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/objcache/objcache/ring"
+)
+
+// topology is what requests are routed with: the backend nodes, the ring
+// over the live ones, their ejection, and the object path. Reload replaces
+// it whole; a batch of requests uses the one it started with, so a ring
+// index always names a node of the same topology.
+type topology struct {
+	cfg    Config
+	nodes  []*node
+	ring   atomic.Pointer[ring.Ring] // the live nodes' ring; replaced on ejection
+	health *health                   // nil when nodes are never ejected
+	obj    *objects                  // nil without models
+}
+
+// newTopology builds cfg's topology and connects its nodes (in parallel,
+// each bounded by ConnectTimeout).
+func (s *Server) newTopology(cfg Config) (*topology, error) {
+	r, err := ring.New(cfg.Backends)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	t := &topology{cfg: cfg}
+	t.ring.Store(r)
+	if t.obj, err = newObjects(s, t, cfg); err != nil {
+		return nil, err
+	}
+	if cfg.ServerFailureLimit > 0 {
+		t.health = newHealth(s, t, r)
+	}
+	pc := pipeConfig{
+		connectTimeout: cfg.ConnectTimeout,
+		timeout:        cfg.Timeout,
+		retryInterval:  cfg.RetryInterval,
+		queueSize:      cfg.QueueSize,
+		queueBytes:     cfg.QueueBytes,
+		maxValue:       cfg.MaxItemSize,
+		stats:          s.stats,
+	}
+	var starting sync.WaitGroup
+	for i, b := range cfg.Backends {
+		n := newNode(b.Addr, cfg.BackendConnections, pc, s.stats)
+		n.index, n.health = i, t.health
+		t.nodes = append(t.nodes, n)
+		starting.Add(1)
+		go func() {
+			defer starting.Done()
+			n.start()
+		}()
+	}
+	starting.Wait()
+	return t, nil
+}
+
+// pick returns the index of the node that holds key.
+func (t *topology) pick(key []byte) int { return t.ring.Load().Pick(key) }
+
+// close stops the probers, the backend connections (failing the calls still
+// in flight) and the hot tier.
+func (t *topology) close() {
+	if t.health != nil {
+		t.health.close()
+	}
+	for _, n := range t.nodes {
+		n.close()
+	}
+	if t.obj != nil && t.obj.hot != nil {
+		t.obj.hot.close()
+	}
+}
