@@ -178,46 +178,48 @@ func (r *Request) parseDelete(n int) {
 	r.Keys = append(r.Keys, r.tokens[1])
 }
 
-// parseArithmetic handles "incr|decr <key> <delta> [noreply]".
-func (r *Request) parseArithmetic(cmd Command, n int) {
+// keyArg checks "cmd <key> <arg> [noreply]" (incr, decr, touch) as
+// memcached does, in its order, and returns the argument token; ok is false
+// when the request has failed.
+func (r *Request) keyArg(n int) (arg []byte, ok bool) {
 	if n != 4 && n != 5 {
 		r.fail(replyError)
-		return
+		return nil, false
 	}
 	r.setNoReply(n)
 	if len(r.tokens[1]) > MaxKeyLength {
 		r.fail(replyBadFormat)
+		return nil, false
+	}
+	return r.tokens[2], true
+}
+
+// parseArithmetic handles "incr|decr <key> <delta> [noreply]".
+func (r *Request) parseArithmetic(cmd Command, n int) {
+	arg, ok := r.keyArg(n)
+	if !ok {
 		return
 	}
-	delta, ok := ParseUint64(r.tokens[2])
-	if !ok {
+	if r.Delta, ok = ParseUint64(arg); !ok {
 		r.fail(replyBadDelta)
 		return
 	}
 	r.Command = cmd
 	r.Keys = append(r.Keys, r.tokens[1])
-	r.Delta = delta
 }
 
 // parseTouch handles "touch <key> <exptime> [noreply]".
 func (r *Request) parseTouch(n int) {
-	if n != 4 && n != 5 {
-		r.fail(replyError)
-		return
-	}
-	r.setNoReply(n)
-	if len(r.tokens[1]) > MaxKeyLength {
-		r.fail(replyBadFormat)
-		return
-	}
-	exp, ok := ParseInt32(r.tokens[2])
+	arg, ok := r.keyArg(n)
 	if !ok {
+		return
+	}
+	if r.Exptime, ok = ParseInt32(arg); !ok {
 		r.fail(replyBadExptime)
 		return
 	}
 	r.Command = CmdTouch
 	r.Keys = append(r.Keys, r.tokens[1])
-	r.Exptime = exp
 }
 
 // parseFlushAll handles "flush_all [delay] [noreply]".
