@@ -2,6 +2,8 @@ package client_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,7 +20,36 @@ import (
 	"github.com/objcache/objcache/ring"
 )
 
-func TestMain(m *testing.M) { testsupport.Main(m) }
+// TestMain starts the objcache that the Examples use, and stops it and the
+// shared PostgreSQL after the tests.
+func TestMain(m *testing.M) { testsupport.MainWith(m, startExampleEnv) }
+
+// What the Examples use, set by TestMain: the address of an objcache with
+// the models of schema, and a connection to its database.
+var (
+	objcacheAddr string
+	db           *pgx.Conn
+)
+
+// startExampleEnv starts an env for the Examples on the database postgres
+// of the shared cluster, where the tests, each in a database of its own,
+// do not look.
+func startExampleEnv() (teardown func() error, err error) {
+	node, err := testsupport.StartMemcachedMain()
+	if err != nil {
+		return nil, err
+	}
+	pg, err := testsupport.SharedPostgresMain()
+	if err != nil {
+		return nil, err
+	}
+	e, err := newEnv(pg.DSN, node, nil)
+	if err != nil {
+		return nil, fmt.Errorf("start the objcache of the Examples: %w", err)
+	}
+	objcacheAddr, db = e.addr, e.db
+	return e.close, nil
+}
 
 // schema holds the tables behind the models of these tests: User (bigint
 // key, a NULL column, a timestamptz), SlowUser (a view that sleeps 1s per
@@ -58,28 +89,54 @@ type User struct {
 // env is objcache, in process, in front of one real memcached node and a
 // database of its own on a real PostgreSQL, and a Client of it.
 type env struct {
-	addr   string
-	srv    *proxy.Server
-	cfg    proxy.Config // what srv was started with
-	stop   func()       // stops srv; also run when the test ends
-	db     *pgx.Conn
-	node   *testsupport.Memcached
-	client *client.Client
+	addr    string
+	srv     *proxy.Server
+	cfg     proxy.Config // what srv was started with
+	stop    func() error // stops srv; close stops it too
+	db      *pgx.Conn
+	node    *testsupport.Memcached
+	client  *client.Client
+	closers []func() error // what close undoes, in the order done
 }
 
-// startEnv starts an env on pg; configure may change the proxy's Config.
+// startEnv starts an env on a new database of pg, and a memcached node
+// for it; configure may change the proxy's Config. All of it stops when
+// the test ends.
 func startEnv(t *testing.T, pg *testsupport.Postgres, configure func(*proxy.Config)) *env {
 	t.Helper()
-	dsn := pg.NewDatabase(t)
-	db, err := pgx.Connect(context.Background(), dsn)
+	node := testsupport.StartMemcached(t)
+	e, err := newEnv(pg.NewDatabase(t), node, configure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close(context.Background()) })
-	if _, err := db.Exec(context.Background(), schema); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() {
+		if err := e.close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
+
+// newEnv creates the schema in the empty database dsn and starts objcache
+// in front of node, with a loader on dsn; configure may change the proxy's
+// Config. close stops what newEnv started, node excepted; on error nothing
+// is left running.
+func newEnv(dsn string, node *testsupport.Memcached, configure func(*proxy.Config)) (_ *env, err error) {
+	ctx := context.Background()
+	e := &env{node: node}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	if e.db, err = pgx.Connect(ctx, dsn); err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", dsn, err)
 	}
-	ld, err := loader.New(context.Background(), loader.Config{
+	e.closers = append(e.closers, func() error { return e.db.Close(context.Background()) })
+	if _, err := e.db.Exec(ctx, schema); err != nil {
+		return nil, fmt.Errorf("create the schema: %w", err)
+	}
+	ld, err := loader.New(ctx, loader.Config{
 		DSN:          dsn,
 		MaxConns:     4,
 		QueryTimeout: 2 * time.Second,
@@ -91,12 +148,11 @@ func startEnv(t *testing.T, pg *testsupport.Postgres, configure func(*proxy.Conf
 		},
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(ld.Close)
-	node := testsupport.StartMemcached(t)
+	e.closers = append(e.closers, func() error { ld.Close(); return nil })
 	ttls := proxy.Model{TTL: time.Minute, NegativeTTL: time.Minute}
-	cfg := proxy.Config{
+	e.cfg = proxy.Config{
 		Backends:    []ring.Node{{Addr: node.Addr}},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Loader:      ld,
@@ -105,38 +161,62 @@ func startEnv(t *testing.T, pg *testsupport.Postgres, configure func(*proxy.Conf
 		HotTier:     proxy.HotTier{MaxBytes: 1 << 20, TTL: time.Minute},
 	}
 	if configure != nil {
-		configure(&cfg)
+		configure(&e.cfg)
 	}
-	e := &env{cfg: cfg, db: db, node: node}
-	e.srv, e.addr, e.stop = serve(t, cfg, "127.0.0.1:0")
+	if e.srv, e.addr, e.stop, err = startServer(e.cfg, "127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, e.stop)
 	e.client = client.New(e.addr)
-	return e
+	return e, nil
 }
 
-// serve serves a proxy of cfg on addr ("host:0" picks a free port) until
-// stop is called or the test ends, and returns the address it listens on.
-func serve(t *testing.T, cfg proxy.Config, addr string) (srv *proxy.Server, listening string, stop func()) {
-	t.Helper()
-	srv, err := proxy.New(cfg)
+// close undoes what newEnv did, the last first.
+func (e *env) close() error {
+	var errs []error
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		errs = append(errs, e.closers[i]())
+	}
+	e.closers = nil
+	return errors.Join(errs...)
+}
+
+// startServer serves a proxy of cfg on addr ("host:0" picks a free port)
+// until stop is called, and returns the address it listens on. stop
+// returns Serve's error; calling it again returns the same.
+func startServer(cfg proxy.Config, addr string) (srv *proxy.Server, listening string, stop func() error, err error) {
+	srv, err = proxy.New(cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, "", nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		srv.Close()
+		return nil, "", nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			ln.Close()
-			srv.Close()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		})
+	stop = sync.OnceValue(func() error {
+		ln.Close()
+		srv.Close()
+		if err := <-done; err != nil {
+			return fmt.Errorf("Serve: %w", err)
+		}
+		return nil
+	})
+	return srv, ln.Addr().String(), stop, nil
+}
+
+// serve serves a proxy of cfg on addr until the test ends.
+func serve(t *testing.T, cfg proxy.Config, addr string) {
+	t.Helper()
+	_, _, stop, err := startServer(cfg, addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(stop)
-	return srv, ln.Addr().String(), stop
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
 }

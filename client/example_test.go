@@ -12,11 +12,13 @@ import (
 	"github.com/objcache/objcache/client"
 )
 
-// The examples need a running objcache, so they are compiled but not run;
-// the tests run the same calls against a real one.
+// The Examples run against a real objcache that TestMain starts (see
+// env_test.go): objcacheAddr is its address, db a connection to its
+// database, whose table users has the rows 1 to 1500, "user N" with the
+// email "userN@example.com", or NULL when N is a multiple of 3.
 
 func ExampleGetByIDs() {
-	c := client.New("127.0.0.1:11311")
+	c := client.New(objcacheAddr)
 
 	type User struct {
 		ID        int64     `json:"id"`
@@ -24,9 +26,10 @@ func ExampleGetByIDs() {
 		Email     *string   `json:"email"` // NULL is nil
 		CreatedAt time.Time `json:"created_at"`
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	users, err := client.GetByIDs[User](ctx, c, "User", []int64{1, 2, 42})
+	ids := []int64{1, 3, 1000000}
+	users, err := client.GetByIDs[User](ctx, c, "User", ids)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		log.Fatal("objcache was too slow: ", err)
@@ -35,26 +38,68 @@ func ExampleGetByIDs() {
 	case err != nil:
 		log.Fatal(err)
 	}
-	for _, id := range []int64{1, 2, 42} {
-		if u, ok := users[id]; ok {
-			fmt.Println(u.ID, u.Name)
-		} else {
+	for _, id := range ids {
+		u, ok := users[id]
+		switch {
+		case !ok:
 			fmt.Println(id, "has no row")
+		case u.Email == nil:
+			fmt.Println(u.ID, u.Name, "has no email")
+		default:
+			fmt.Println(u.ID, u.Name, *u.Email)
 		}
 	}
+	// Output:
+	// 1 user 1 user1@example.com
+	// 3 user 3 has no email
+	// 1000000 has no row
+}
+
+func ExampleGetByStringIDs() {
+	c := client.New(objcacheAddr)
+
+	type Account struct {
+		Handle string `json:"handle"`
+		Name   string `json:"name"`
+	}
+	accounts, err := client.GetByStringIDs[Account](context.Background(), c, "Account", []string{"alice", "zoë", "nobody"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(accounts), accounts["alice"].Name, accounts["zoë"].Name)
+	// Output:
+	// 2 Alice Zoë
 }
 
 func ExampleClient_Delete() {
-	c := client.New("127.0.0.1:11311")
+	c := client.New(objcacheAddr)
 	ctx := context.Background()
-	// After writing the row (UPDATE users SET ... WHERE id = 42):
+	users, err := client.GetByIDs[User](ctx, c, "User", []int64{42}) // now cached
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("before:", users[42].Name)
+
+	// Write the row, then delete the cached object.
+	if _, err := db.Exec(ctx, "UPDATE users SET name = 'Ada' WHERE id = 42"); err != nil {
+		log.Fatal(err)
+	}
 	if err := c.Delete(ctx, "User", 42); err != nil {
 		log.Print("the cached User:42 may be stale until its TTL: ", err)
 	}
+
+	users, err = client.GetByIDs[User](ctx, c, "User", []int64{42}) // loads the new row
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("after:", users[42].Name)
+	// Output:
+	// before: user 42
+	// after: Ada
 }
 
 func ExampleClient_Memcache() {
-	c := client.New("127.0.0.1:11311")
+	c := client.New(objcacheAddr)
 	// Plain keys pass through objcache to its memcached nodes.
 	mc := c.Memcache()
 	if err := mc.Set(&memcache.Item{Key: "session:abc", Value: []byte("alice"), Expiration: 3600}); err != nil {
@@ -65,4 +110,18 @@ func ExampleClient_Memcache() {
 		log.Fatal(err)
 	}
 	fmt.Println(string(it.Value))
+	if _, err := mc.Get("session:nobody"); errors.Is(err, memcache.ErrCacheMiss) {
+		fmt.Println("session:nobody is a miss")
+	}
+
+	// Objects come back as raw JSON.
+	it, err = mc.Get("Account:alice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(it.Value))
+	// Output:
+	// alice
+	// session:nobody is a miss
+	// {"handle":"alice","name":"Alice"}
 }

@@ -34,27 +34,62 @@ type Memcached struct {
 func StartMemcached(t testing.TB, args ...string) *Memcached {
 	t.Helper()
 	bin := RequireBinary(t, "memcached", "memcached")
-	dir, err := makeTempDir("objcache-memcached-")
+	m, err := newMemcached(bin, args)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.destroy)
+	return m
+}
+
+// StartMemcachedMain is StartMemcached for the setup of MainWith, which runs
+// before the tests and has no testing.TB: the server is killed when the
+// tests end. A missing memcached is an error, in CI or not.
+func StartMemcachedMain(args ...string) (*Memcached, error) {
+	if err := checkMainUsed("StartMemcachedMain"); err != nil {
+		return nil, err
+	}
+	bin, err := requireBinary("memcached", "memcached")
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMemcached(bin, args)
+	if err != nil {
+		return nil, err
+	}
+	atMainExit(m.destroy)
+	return m, nil
+}
+
+// newMemcached starts the memcached at bin on a free port, trying another
+// port if a race takes it first. On error it leaves nothing behind.
+func newMemcached(bin string, args []string) (*Memcached, error) {
+	dir, err := makeTempDir("objcache-memcached-")
+	if err != nil {
+		return nil, err
+	}
 	m := &Memcached{bin: bin, dir: dir}
-	t.Cleanup(func() {
-		m.Kill() // memcached keeps nothing on disk, and SIGTERM costs ~0.7 s
-		os.RemoveAll(dir)
-	})
 	for attempt := 0; ; attempt++ {
-		m.Port = FreePort(t)
+		if m.Port, err = freePort(); err != nil {
+			break
+		}
 		m.Addr = "127.0.0.1:" + strconv.Itoa(m.Port)
 		m.args = memcachedArgs(m.Port, args)
-		err = m.start()
-		if err == nil {
-			return m
+		if err = m.start(); err == nil {
+			return m, nil
 		}
 		if !errors.Is(err, errPortInUse) || attempt == 2 {
-			t.Fatal(err)
+			break
 		}
 	}
+	m.destroy()
+	return nil, err
+}
+
+// destroy kills the server and removes its directory.
+func (m *Memcached) destroy() {
+	m.Kill() // memcached keeps nothing on disk, and SIGTERM costs ~0.7 s
+	os.RemoveAll(m.dir)
 }
 
 // memcachedArgs builds the command line; memcached refuses to run as root

@@ -70,37 +70,48 @@ var (
 	sharedOnce sync.Once
 	sharedPG   *Postgres // the cluster of SharedPostgres, nil until it starts
 	sharedErr  error     // why it did not start
-	mainUsed   atomic.Bool
 )
 
 // SharedPostgres returns the test binary's one shared cluster, starting it on
-// the first call. It needs the package's TestMain to call Main, which removes
-// the cluster when the tests end. Tests must not Stop it; they should work in
-// their own tables or in a database from NewDatabase.
+// the first call. It needs the package's TestMain to call Main (or MainWith),
+// which removes the cluster when the tests end. Tests must not Stop it; they
+// should work in their own tables or in a database from NewDatabase.
 func SharedPostgres(t testing.TB) *Postgres {
 	t.Helper()
 	if !mainUsed.Load() {
 		t.Fatal("testsupport: SharedPostgres needs `func TestMain(m *testing.M) { testsupport.Main(m) }` in the package's tests")
 	}
 	requirePostgres(t)
-	sharedOnce.Do(func() { sharedPG, sharedErr = newPostgres() })
-	if sharedErr != nil {
-		t.Fatal(sharedErr)
+	p, err := sharedPostgres()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sharedPG
+	return p
 }
 
-// Main runs the tests and then removes the cluster of SharedPostgres, if one
-// was started. Call it from TestMain:
-//
-//	func TestMain(m *testing.M) { testsupport.Main(m) }
-func Main(m *testing.M) {
-	mainUsed.Store(true)
-	code := m.Run()
-	if sharedPG != nil {
-		sharedPG.destroy()
+// SharedPostgresMain is SharedPostgres for the setup of MainWith, which
+// runs before the tests and has no testing.TB. A missing PostgreSQL is an
+// error, in CI or not.
+func SharedPostgresMain() (*Postgres, error) {
+	if err := checkMainUsed("SharedPostgresMain"); err != nil {
+		return nil, err
 	}
-	os.Exit(code)
+	if _, err := requireBinary("initdb", "postgresql"); err != nil {
+		return nil, err
+	}
+	return sharedPostgres()
+}
+
+// sharedPostgres starts the shared cluster on the first call and has Main
+// remove it when the tests end.
+func sharedPostgres() (*Postgres, error) {
+	sharedOnce.Do(func() {
+		sharedPG, sharedErr = newPostgres()
+		if sharedPG != nil {
+			atMainExit(sharedPG.destroy)
+		}
+	})
+	return sharedPG, sharedErr
 }
 
 // newPostgres makes and starts a cluster. On error it may return a

@@ -9,6 +9,13 @@
 // when the environment variable CI is set (to anything but "", "0" or
 // "false"): then it fails the test, so that CI cannot pass by skipping.
 //
+// Servers that outlive single tests, such as those behind a package's
+// runnable Examples, which get no testing.T, are started in the setup of
+// MainWith (the package's TestMain) by the functions named *Main
+// (StartMemcachedMain, SharedPostgresMain). They return errors instead of
+// failing a test, their servers are stopped when the tests end, and a
+// missing binary fails TestMain, in CI or not.
+//
 // The types here are meant for the test goroutine: methods that take a
 // testing.TB call t.Fatal and so must not be called from other goroutines.
 // Stop, Kill, Pause and Resume take no testing.TB and are safe to call from
@@ -57,17 +64,26 @@ var extraBinDirs = []string{"/usr/sbin", "/usr/local/sbin", "/sbin"}
 // or fails it under CI, with a message naming aptPackage to install.
 func RequireBinary(t testing.TB, name, aptPackage string) string {
 	t.Helper()
-	if path, err := findBinary(name); err == nil {
+	path, err := requireBinary(name, aptPackage)
+	switch {
+	case err == nil:
 		return path
-	}
-	msg := fmt.Sprintf("testsupport: %s not found in PATH, %s or /usr/lib/postgresql/*/bin; install it with: apt-get install -y %s (or run scripts/ensure-deps.sh)",
-		name, strings.Join(extraBinDirs, ", "), aptPackage)
-	if InCI() {
-		t.Fatal(msg)
-	} else {
-		t.Skip(msg)
+	case InCI():
+		t.Fatal(err)
+	default:
+		t.Skip(err)
 	}
 	return ""
+}
+
+// requireBinary is RequireBinary for callers without a testing.TB: a
+// missing binary is an error naming aptPackage.
+func requireBinary(name, aptPackage string) (string, error) {
+	if path, err := findBinary(name); err == nil {
+		return path, nil
+	}
+	return "", fmt.Errorf("testsupport: %s not found in PATH, %s or /usr/lib/postgresql/*/bin; install it with: apt-get install -y %s (or run scripts/ensure-deps.sh)",
+		name, strings.Join(extraBinDirs, ", "), aptPackage)
 }
 
 // findBinary looks name up as RequireBinary describes.

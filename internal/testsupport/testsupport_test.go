@@ -11,7 +11,35 @@ import (
 	"github.com/objcache/objcache/internal/testsupport"
 )
 
-func TestMain(m *testing.M) { testsupport.Main(m) }
+func TestMain(m *testing.M) { testsupport.MainWith(m, startMainServers) }
+
+// mainMemcached and mainPostgres are started by TestMain, before the tests.
+var (
+	mainMemcached *testsupport.Memcached
+	mainPostgres  *testsupport.Postgres
+)
+
+func startMainServers() (teardown func() error, err error) {
+	if mainMemcached, err = testsupport.StartMemcachedMain("-m", "8"); err != nil {
+		return nil, err
+	}
+	if mainPostgres, err = testsupport.SharedPostgresMain(); err != nil {
+		return nil, err
+	}
+	return func() error { return nil }, nil
+}
+
+func TestServersStartedByTestMainServeTheTests(t *testing.T) {
+	c := testsupport.Dial(t, mainMemcached.Addr)
+	c.Send("stats\r\n")
+	if stats := readStats(c); !strings.Contains(stats, "STAT limit_maxbytes 8388608\n") {
+		t.Errorf("memcached of TestMain was not started with -m 8:\n%s", stats)
+	}
+	if pg := testsupport.SharedPostgres(t); pg != mainPostgres {
+		t.Errorf("SharedPostgres started a cluster besides the one of SharedPostgresMain")
+	}
+	mainPostgres.NewDatabase(t) // it answers
+}
 
 func TestMemcachedAnswersOnLoopback(t *testing.T) {
 	mc := testsupport.StartMemcached(t)
