@@ -16,8 +16,10 @@ package proxy_test
 //     default.
 //
 // Both report rows/s over the timed part of their b.N iterations (run them
-// with -benchtime=3x) and fail unless every iteration read all 100000 rows,
-// each the row of its id, and stored all of them on the nodes.
+// with -benchtime=3x), PostgreSQL queries per iteration, this process's CPU
+// per row and how busy the whole host was, and fail unless every iteration
+// read all 100000 rows, each the row of its id, and stored all of them on the
+// nodes.
 //
 //	go test -run='^$' -bench=ColdFill -benchtime=3x ./proxy/
 
@@ -28,9 +30,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,15 +264,65 @@ func readValues(r *bufio.Reader, f func(key, value []byte) error) error {
 	}
 }
 
+// coldFillTime is what the timed parts of the iterations took: wall time,
+// this process's CPU time (the clients, and the in-process proxy or the
+// application's get_by_ids), and the host's busy and total CPU ticks from
+// /proc/stat (every process: memcached and PostgreSQL too).
+type coldFillTime struct {
+	elapsed, procCPU    time.Duration
+	hostBusy, hostTicks uint64
+}
+
+func (c *coldFillTime) report(b *testing.B) {
+	rows := float64(b.N * coldFillRows)
+	b.ReportMetric(rows/c.elapsed.Seconds(), "rows/s")
+	b.ReportMetric(float64(c.procCPU.Microseconds())/rows, "proc-cpu-us/row")
+	if c.hostTicks > 0 {
+		b.ReportMetric(100*float64(runtime.NumCPU())*float64(c.hostBusy)/float64(c.hostTicks), "host-busy-%")
+	}
+}
+
+func procCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// hostTicks returns busy and total ticks of all CPUs, or zeros off Linux.
+func hostTicks() (busy, total uint64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal (guest is in user)
+		n, _ := strconv.ParseUint(string(v), 10, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
 // runColdFill times one iteration: coldFillConns goroutines take batches of
 // coldFillBatch ids from a shared counter until every id was handed out, and
-// call batch(worker, ids from..to) for each. It returns the elapsed time.
-func runColdFill(b *testing.B, batch func(w, from, to int) error) time.Duration {
+// call batch(worker, ids from..to) for each. It adds what the iteration took
+// to t.
+func runColdFill(b *testing.B, t *coldFillTime, batch func(w, from, to int) error) {
 	b.Helper()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, coldFillConns)
 	b.StartTimer()
+	busy0, ticks0 := hostTicks()
+	cpu0 := procCPU()
 	start := time.Now()
 	for w := 0; w < coldFillConns; w++ {
 		wg.Add(1)
@@ -287,13 +342,16 @@ func runColdFill(b *testing.B, batch func(w, from, to int) error) time.Duration 
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	t.elapsed += time.Since(start)
+	t.procCPU += procCPU() - cpu0
+	busy1, ticks1 := hostTicks()
+	t.hostBusy += busy1 - busy0
+	t.hostTicks += ticks1 - ticks0
 	b.StopTimer()
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
 	}
-	return elapsed
 }
 
 func dialBuffered(b *testing.B, addr string) (net.Conn, *bufio.Reader, *bufio.Writer) {
@@ -320,7 +378,7 @@ func BenchmarkColdFillThroughObjcache(b *testing.B) {
 	}
 	b.Cleanup(ld.Close)
 
-	var elapsed time.Duration
+	var timing coldFillTime
 	var queries uint64
 	b.StopTimer()
 	for i := 0; i < b.N; i++ {
@@ -344,7 +402,7 @@ func BenchmarkColdFillThroughObjcache(b *testing.B) {
 		}
 		seen := newSeenRows()
 		q0 := ld.Stats().Queries
-		elapsed += runColdFill(b, func(w, from, to int) error {
+		runColdFill(b, &timing, func(w, from, to int) error {
 			c := clients[w]
 			c.w.WriteString("get")
 			for id := from; id < to; id++ {
@@ -364,7 +422,7 @@ func BenchmarkColdFillThroughObjcache(b *testing.B) {
 			c.nc.Close()
 		}
 	}
-	b.ReportMetric(float64(b.N*coldFillRows)/elapsed.Seconds(), "rows/s")
+	timing.report(b)
 	b.ReportMetric(float64(queries)/float64(b.N), "queries/op")
 }
 
@@ -401,7 +459,7 @@ func BenchmarkColdFillApplicationSide(b *testing.B) {
 		seen   []bool // per batch: id-from was a hit
 	}
 
-	var elapsed time.Duration
+	var timing coldFillTime
 	var queries atomic.Int64
 	b.StopTimer()
 	for i := 0; i < b.N; i++ {
@@ -418,7 +476,7 @@ func BenchmarkColdFillApplicationSide(b *testing.B) {
 			workers[w] = wk
 		}
 		seen := newSeenRows()
-		elapsed += runColdFill(b, func(w, from, to int) error {
+		runColdFill(b, &timing, func(w, from, to int) error {
 			wk := workers[w]
 			// get_multi: split by node, write every node's get, then read.
 			for n := range wk.byNode {
@@ -519,6 +577,6 @@ func BenchmarkColdFillApplicationSide(b *testing.B) {
 			}
 		}
 	}
-	b.ReportMetric(float64(b.N*coldFillRows)/elapsed.Seconds(), "rows/s")
+	timing.report(b)
 	b.ReportMetric(float64(queries.Load())/float64(b.N), "queries/op")
 }

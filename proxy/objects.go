@@ -288,13 +288,26 @@ func (ob *objects) store(slot int, m *model, keys [][]byte, mine []int, fl []*fl
 			ob.hot.put(keys[i], &hotEntry{data: fl[i].row}, epochs[i])
 		}
 	}
+	var linger []string
 	for _, i := range mine {
 		if fl[i].err != nil {
-			ob.retire(keys[i], fl[i])
+			ob.retire(string(keys[i]), fl[i])
 			continue
 		}
-		key, f := string(keys[i]), fl[i]
-		time.AfterFunc(flightLinger, func() { ob.retire([]byte(key), f) })
+		linger = append(linger, string(keys[i]))
+	}
+	if len(linger) > 0 { // one timer for the whole fill
+		flights := make([]*flight, 0, len(linger))
+		for _, i := range mine {
+			if fl[i].err == nil {
+				flights = append(flights, fl[i])
+			}
+		}
+		time.AfterFunc(flightLinger, func() {
+			for j, key := range linger {
+				ob.retire(key, flights[j])
+			}
+		})
 	}
 }
 
@@ -305,10 +318,10 @@ func (ob *objects) store(slot int, m *model, keys [][]byte, mine []int, fl []*fl
 const flightLinger = time.Second
 
 // retire removes f from the flights, unless a newer flight replaced it.
-func (ob *objects) retire(key []byte, f *flight) {
+func (ob *objects) retire(key string, f *flight) {
 	ob.mu.Lock()
-	if ob.flights[string(key)] == f {
-		delete(ob.flights, string(key))
+	if ob.flights[key] == f {
+		delete(ob.flights, key)
 	}
 	ob.mu.Unlock()
 }

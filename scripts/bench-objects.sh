@@ -1,0 +1,650 @@
+#!/usr/bin/env bash
+# bench-objects.sh: hot object reads through objcache against memcached itself,
+# in ONE run (DESIGN.md, "What the numbers are measured against": objects
+# against memcached itself holding the same keys).
+#
+# Starts, on free random loopback ports, in a scratch directory:
+#   - PostgreSQL: its own cluster (initdb as the postgres user when run as
+#     root), fsync=off, pg_stat_statements preloaded if installed; database
+#     "app" with scripts/devstack.sh's users table ($ROWS rows: id bigint pk,
+#     name, email, active, created_at, score);
+#   - two memcached nodes and a memcached "ref" (the direct target), each
+#     -l 127.0.0.1 -U 0 -m 256 -t 2 (-u root when run as root);
+#   - two objcache instances in front of the same two nodes, from generated
+#     YAML configs that differ only in the hot tier's ttl:
+#       hot_tier: {max_bytes: 67108864, ttl: 2s}   (DESIGN.md's example)
+#       hot_tier: {max_bytes: 67108864, ttl: 60s}
+#     models: User: {table: users, key: id, ttl: 5m, negative_ttl: 30s}.
+#
+# Then:
+#   1. a fill pass through each objcache: every id 1..$ROWS once, in
+#      multi-gets of 100 on one connection, checking that every row came back;
+#   2. ROUNDS interleaved rounds (memcached, objcache ttl 2s, objcache ttl 60s)
+#      of `objcache loadtest --prefix User: --keys $ROWS --zipf 0.99 --get 1
+#      --set 0 --conns 32 --duration $DURATION --warmup $WARMUP --stats`;
+#      against the ref memcached with --fill --value-size 200 (every key set to
+#      a 200-byte value before the run). memaslap has no Zipf key
+#      distribution, so objcache's own loadtest is the generator.
+#
+# Prints RAW lines as it goes, then a markdown summary: ops/s, p50/p99/p99.9
+# (loadtest's HDR histogram), the objcache/memcached ratios of the medians,
+# hot_hits / node_hits from objcache's stats over each measured run, and CPU
+# per process over the steady middle of each run. Everything it started is
+# stopped on exit (also on Ctrl-C, or after MAX_SECONDS); the scratch
+# directory is removed.
+#
+# Environment:
+#   OBJCACHE_BIN  objcache binary (default: bin/objcache)
+#   DURATION      measured time per run, Go duration in s (default: 10s)
+#   WARMUP        loadtest warm-up per run (default: 2s)
+#   ROUNDS        measured rounds (default: 3)
+#   ROWS          rows in users, keys in the runs (default: 100000)
+#   IDLE_WAIT     seconds to wait at most for the host to be >= 90% idle
+#                 before the rounds (default: 120; 0: don't wait)
+#   MAX_SECONDS   hard bound on the whole script (default: 1200)
+#   KEEP_LOGS     if set, a directory to copy the raw outputs and logs into
+#   TMPDIR        where the scratch directory goes (default: /tmp)
+#
+# Example: go build -o /tmp/objcache-objbench ./cmd/objcache &&
+#          OBJCACHE_BIN=/tmp/objcache-objbench scripts/bench-objects.sh | tee /tmp/bench-objects.md
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+OBJCACHE_BIN=${OBJCACHE_BIN:-bin/objcache}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+ROUNDS=${ROUNDS:-3}
+ROWS=${ROWS:-100000}
+IDLE_WAIT=${IDLE_WAIT:-120}
+MAX_SECONDS=${MAX_SECONDS:-1200}
+KEEP_LOGS=${KEEP_LOGS:-}
+
+die() { echo "bench-objects: $*" >&2; exit 1; }
+log() { echo "bench-objects: $*" >&2; }
+
+[[ $DURATION =~ ^[0-9]+s$ ]] || die "DURATION must look like 10s, not $DURATION"
+[[ $WARMUP =~ ^[0-9]+s$ ]] || die "WARMUP must look like 2s, not $WARMUP"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not $ROUNDS"
+[[ $ROWS =~ ^[1-9][0-9]*$ ]] || die "ROWS must be a positive integer, not $ROWS"
+[[ $IDLE_WAIT =~ ^[0-9]+$ ]] || die "IDLE_WAIT must be a number of seconds, not $IDLE_WAIT"
+[[ $MAX_SECONDS =~ ^[1-9][0-9]*$ ]] || die "MAX_SECONDS must be a positive number of seconds, not $MAX_SECONDS"
+DUR_S=${DURATION%s}
+WARM_S=${WARMUP%s}
+
+# --- preflight -------------------------------------------------------------------
+
+find_bin() {
+	local p
+	if p=$(command -v "$1" 2>/dev/null); then echo "$p"; return 0; fi
+	for p in /usr/sbin/"$1" /usr/local/sbin/"$1" /sbin/"$1"; do
+		[[ -x $p ]] && { echo "$p"; return 0; }
+	done
+	return 1
+}
+pg_bin_dir() { # as scripts/devstack.sh
+	local p d
+	if p=$(command -v initdb 2>/dev/null); then
+		d=$(dirname "$(readlink -f "$p")")
+		[[ -x $d/pg_ctl ]] && { echo "$d"; return 0; }
+	fi
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn); do
+		[[ -x $d/initdb && -x $d/pg_ctl ]] && { echo "$d"; return 0; }
+	done
+	return 1
+}
+MEMCACHED=$(find_bin memcached) || die "memcached not found (scripts/ensure-deps.sh)"
+PGBIN=$(pg_bin_dir) || die "PostgreSQL (initdb, pg_ctl) not found (scripts/ensure-deps.sh)"
+PSQL=$PGBIN/psql
+[[ -x $PSQL ]] || PSQL=$(command -v psql) || die "psql not found; apt-get install -y postgresql-client"
+command -v python3 >/dev/null || die "python3 not found"
+[[ -x $OBJCACHE_BIN ]] || die "$OBJCACHE_BIN not found or not executable; build it: go build -o /tmp/objcache-objbench ./cmd/objcache and set OBJCACHE_BIN"
+timeout 10 "$OBJCACHE_BIN" loadtest --help >/dev/null 2>&1 || die "$OBJCACHE_BIN has no working loadtest subcommand"
+
+as_pg() { "$@"; }
+if [[ $(id -u) == 0 ]]; then
+	id postgres >/dev/null 2>&1 || die "running as root, but there is no user postgres to run PostgreSQL"
+	as_pg() { runuser -u postgres -- "$@"; }
+fi
+
+# --- scratch dir, cleanup, time bound ----------------------------------------------
+
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/bench-objects.XXXX")
+chmod 755 "$SCRATCH"
+PGDATA_DIR=$SCRATCH/pgdata
+PIDS=()        # everything this script started (not PostgreSQL), in start order
+PG_STARTED=
+CUR_JOB=
+WATCHDOG=
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	set +e
+	local i pid
+	[[ -n $WATCHDOG ]] && kill "$WATCHDOG" 2>/dev/null && wait "$WATCHDOG" 2>/dev/null
+	if [[ -n $CUR_JOB ]]; then
+		kill -TERM "$CUR_JOB" 2>/dev/null
+		wait "$CUR_JOB" 2>/dev/null
+	fi
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		kill -TERM "${PIDS[$i]}" 2>/dev/null
+	done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	if [[ -n $PG_STARTED ]]; then
+		(cd "$SCRATCH" && as_pg "$PGBIN/pg_ctl" stop -D "$PGDATA_DIR" -m immediate -w -t 30 >/dev/null 2>&1)
+	fi
+	if [[ -n $KEEP_LOGS ]]; then
+		mkdir -p "$KEEP_LOGS" && cp -r "$SCRATCH"/. "$KEEP_LOGS"/ 2>/dev/null
+		rm -rf "$KEEP_LOGS/pgdata"
+	fi
+	rm -rf "$SCRATCH"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'log "stopped after MAX_SECONDS=$MAX_SECONDS"; exit 143' TERM
+
+# The watchdog signals only this script; its trap stops the rest (every
+# foreground command below is itself bounded by timeout).
+(sleep "$MAX_SECONDS" && kill -TERM $$) >/dev/null 2>&1 &
+WATCHDOG=$!
+
+# --- helper (sockets, JSON, summary) ----------------------------------------------
+
+HELPER=$SCRATCH/helper.py
+cat >"$HELPER" <<'PY'
+import json, re, socket, statistics, sys, time
+
+def free_ports(n):
+    socks, ports = [], []
+    avoid = {11211, 11212, 11311, 55432, 5432}
+    while len(ports) < n:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        socks.append(s)
+        if p not in avoid:
+            ports.append(p)
+    for s in socks:
+        s.close()
+    print(" ".join(map(str, ports)))
+
+def connect(addr, timeout):
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+def wait_version(addr, deadline_s):
+    end = time.time() + float(deadline_s)
+    last = None
+    while time.time() < end:
+        try:
+            s = connect(addr, 1)
+            s.sendall(b"version\r\n")
+            r = s.recv(200)
+            s.close()
+            if r.startswith(b"VERSION "):
+                print(r.decode().strip())
+                return
+            last = r
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    print("no VERSION from %s within %ss (last: %r)" % (addr, deadline_s, last), file=sys.stderr)
+    sys.exit(1)
+
+def stats(addr):
+    """STAT name value lines as name=value; "version" goes first on the
+    connection (objcache's cmux matcher waits for 8 bytes or more)."""
+    s = connect(addr, 5)
+    s.sendall(b"version\r\nstats\r\n")
+    buf = b""
+    while not buf.endswith(b"END\r\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    out = []
+    for line in buf.decode(errors="replace").split("\r\n"):
+        f = line.split()
+        if len(f) == 3 and f[0] == "STAT":
+            out.append("%s=%s" % (f[1], f[2]))
+    print(" ".join(out))
+
+class Reader:
+    def __init__(self, sock):
+        self.s, self.buf = sock, b""
+    def fill(self):
+        chunk = self.s.recv(1 << 20)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+    def line(self):
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                l, self.buf = self.buf[:i], self.buf[i + 2:]
+                return l
+            self.fill()
+    def take(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
+
+def fillpass(addr, prefix, rows, k):
+    """Every id 1..rows once, in multi-gets of k on one connection; checks
+    that every row came back as the row of its id."""
+    s = connect(addr, 60)
+    r = Reader(s)
+    t0 = time.time()
+    got = 0
+    for lo in range(1, rows + 1, k):
+        ids = range(lo, min(lo + k, rows + 1))
+        s.sendall(("get " + " ".join("%s%d" % (prefix, i) for i in ids) + "\r\n").encode())
+        want = set(ids)
+        while True:
+            l = r.line()
+            if l == b"END":
+                break
+            f = l.split()
+            if f[0] != b"VALUE":
+                print("unexpected line %r" % l, file=sys.stderr)
+                sys.exit(1)
+            key, size = f[1].decode(), int(f[3])
+            data = r.take(size + 2)[:size]
+            i = int(key[len(prefix):])
+            if i not in want or not data.startswith(b'{"id":%d,' % i):
+                print("unexpected value for %s: %r" % (key, data[:60]), file=sys.stderr)
+                sys.exit(1)
+            want.discard(i)
+            got += 1
+    s.close()
+    dt = time.time() - t0
+    print("rows=%d seconds=%.2f rows_per_s=%.0f" % (got, dt, got / dt))
+    if got != rows:
+        sys.exit(1)
+
+def counter(doc, name):
+    st = doc.get("stats") or {}
+    for c in st.get("counters") or []:
+        if c.get("name") == name:
+            return c.get("delta", 0)
+    if name in (st.get("unchanged") or []):
+        return 0
+    return None
+
+def loadtest(path):
+    """One tab-separated result line from a loadtest JSON report."""
+    d = json.load(open(path))
+    hot, node = counter(d, "hot_hits"), counter(d, "node_hits")
+    gh, gm = counter(d, "get_hits"), counter(d, "get_misses")
+    ratio = "NA"
+    if hot is not None and node is not None:
+        ratio = ("%.2f" % (hot / node)) if node else "all-hot(node_hits=0)"
+    share = "NA"
+    if hot is not None and node is not None and hot + node:
+        share = "%.4f" % (hot / (hot + node))
+    f = lambda v: "NA" if v is None else "%.0f" % v
+    cols = ["%.0f" % d["ops_per_sec"], str(d["p50_us"]), str(d["p99_us"]), str(d["p999_us"]),
+            str(d["max_us"]), str(d["errors"]), str(d["timeouts"]), str(d["misses"]), str(d["ops"]),
+            f(hot), f(node), ratio, share, f(gh), f(gm), str(d["config"].get("seed", "NA"))]
+    print("\t".join(cols))
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+def summary(path, names):
+    rows = [l.split("\t") for l in open(path).read().splitlines() if l]
+    # 0 round, 1 target, 2 ops/s, 3 p50, 4 p99, 5 p999, 6 max, 7 errors, 8 timeouts, 9 misses,
+    # 10 ops, 11 hot_hits, 12 node_hits, 13 hot/node, 14 hot share, 15 get_hits, 16 get_misses,
+    # 17 seed, 18 load average at start, 19 host busy %, 20 loadtest %, 21 target %, 22 nodes %,
+    # 23 PostgreSQL %, 24 other %
+    names = names.split(",")
+    by = {n: [r for r in rows if r[1] == n] for n in names}
+    def num(v):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    def col(rs, i):
+        return [num(r[i]) for r in rs if num(r[i]) is not None]
+    medops = {}
+    print("| target | median ops/s | ops/s per round | p50 µs | p99 µs | p99.9 µs | p99.9 per round (µs) | misses | errors+timeouts | hot_hits / node_hits (per round) | hot share of object hits (median) |")
+    print("|---|---:|---|---:|---:|---:|---|---:|---:|---|---:|")
+    for n in names:
+        rs = by[n]
+        ops = col(rs, 2)
+        medops[n] = med(ops)
+        fm = lambda xs: "NA" if not xs else "%.0f" % med(xs)
+        hot = "–" if n == "memcached" else " / ".join(r[13] for r in rs)
+        share = "–" if n == "memcached" else ("NA" if not col(rs, 14) else "%.1f%%" % (100 * med(col(rs, 14))))
+        print("| %s | %s | %s | %s | %s | %s | %s | %d | %d | %s | %s |" % (
+            n, fm(ops), " / ".join("{:,}".format(int(x)) for x in ops), fm(col(rs, 3)), fm(col(rs, 4)), fm(col(rs, 5)),
+            " / ".join(r[5] for r in rs), sum(int(r[9]) for r in rs), sum(int(r[7]) + int(r[8]) for r in rs), hot, share))
+    print()
+    m = medops.get("memcached")
+    for n in names:
+        if n != "memcached" and m and medops.get(n):
+            per = []
+            for r in by[n]:
+                mr = [x for x in by["memcached"] if x[0] == r[0]]
+                if mr and num(mr[0][2]) and num(r[2]):
+                    per.append("%.2f" % (num(r[2]) / num(mr[0][2])))
+            print("- %s / memcached (median ops/s): **%.2f×** (goal ≥ 1.0×); per round: %s" % (n, medops[n] / m, " / ".join(per)))
+    print()
+    print("CPU over the steady middle of each run, % of one core (medians over the rounds; 200% = both cores):")
+    print()
+    print("| target | host busy % | loadtest % | target process % | nodes % | PostgreSQL % | other % | host CPU µs/op | target CPU µs/op |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in names:
+        rs = by[n]
+        fm = lambda xs: "NA" if not xs else "%.0f" % med(xs)
+        per_op = lambda i: [num(r[i]) * 1e4 / num(r[2]) for r in rs if num(r[i]) is not None and num(r[2])]
+        f1 = lambda xs: "NA" if not xs else "%.1f" % med(xs)
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            n, fm(col(rs, 19)), fm(col(rs, 20)), fm(col(rs, 21)),
+            "–" if n == "memcached" else fm(col(rs, 22)), "–" if n == "memcached" else fm(col(rs, 23)),
+            fm(col(rs, 24)), f1(per_op(19)), f1(per_op(21))))
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"free_ports": lambda: free_ports(int(args[0])),
+     "wait_version": lambda: wait_version(args[0], args[1]),
+     "stats": lambda: stats(args[0]),
+     "fillpass": lambda: fillpass(args[0], args[1], int(args[2]), int(args[3])),
+     "loadtest": lambda: loadtest(args[0]),
+     "summary": lambda: summary(args[0], args[1]),
+     }[cmd]()
+PY
+py() { timeout -k 5 300 python3 "$HELPER" "$@"; }
+
+# --- host ----------------------------------------------------------------------------
+
+CLK_TCK=$(getconf CLK_TCK)
+NPROC=$(nproc)
+proc_ticks() { # pid...: utime+stime of the processes, in ticks
+	local t=0 pid f
+	for pid in "$@"; do
+		f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+		set -- $f
+		t=$((t + ${12} + ${13}))
+	done
+	echo "$t"
+}
+host_ticks() { # busy total, from /proc/stat
+	awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6; exit}' /proc/stat
+}
+idle_pct() { # host idle % over $1 seconds
+	local a b
+	read -r -a a < <(host_ticks)
+	sleep "$1"
+	read -r -a b < <(host_ticks)
+	python3 -c "d = ${b[1]} - ${a[1]}; print('%.0f' % (100.0 - 100.0 * (${b[0]} - ${a[0]}) / d if d else 0))"
+}
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+busiest() { # the 5 busiest processes over one second (top's second sample)
+	top -b -n 2 -d 1 -w 200 2>/dev/null |
+		awk '/^top -/{n++} n==2 && /^ *PID/{h=1; next} n==2 && h && NF && c<5 {printf "%s %s%%; ", $12, $9; c++}'
+}
+pg_pids() { # the postmaster and its children (backends, background workers)
+	local pm
+	pm=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null) || return 0
+	echo "$pm" $(cat /proc/"$pm"/task/*/children 2>/dev/null)
+}
+
+echo "# bench-objects $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo
+echo "- host: nproc=$NPROC, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), kernel $(uname -r), $(awk '/MemTotal/{printf "%.0f GB RAM", $2/1048576}' /proc/meminfo)"
+echo "- versions: $("$MEMCACHED" -V), PostgreSQL $("$PGBIN/postgres" -V | awk '{print $3}'), $("$OBJCACHE_BIN" version 2>&1 | head -1), $(go version 2>/dev/null | awk '{print $3}' || true)"
+echo "- load average at start: $(loadavg)"
+echo "- workload: objcache loadtest --prefix User: --keys $ROWS --zipf 0.99 --get 1 --set 0 --conns 32 --duration $DURATION --warmup $WARMUP --stats; $ROUNDS interleaved rounds"
+echo
+
+# --- servers -------------------------------------------------------------------------
+
+read -r P_PG P_REF P_N1 P_N2 P_OC2 P_OC60 < <(py free_ports 6)
+
+mc_user=()
+[[ $(id -u) == 0 ]] && mc_user=(-u root)
+start_memcached() { # name port
+	"$MEMCACHED" "${mc_user[@]}" -l 127.0.0.1 -p "$2" -U 0 -m 256 -t 2 >"$SCRATCH/$1.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_$1=$!"
+}
+start_memcached ref "$P_REF"
+start_memcached node1 "$P_N1"
+start_memcached node2 "$P_N2"
+for t in "ref $P_REF" "node1 $P_N1" "node2 $P_N2"; do
+	set -- $t
+	py wait_version "127.0.0.1:$2" 10 >/dev/null || die "memcached $1 did not answer version on :$2: $(tail -n 5 "$SCRATCH/$1.log")"
+done
+
+[[ $(id -u) == 0 ]] && chown postgres: "$SCRATCH"
+log "initdb in $PGDATA_DIR"
+(cd "$SCRATCH" && as_pg env LC_ALL=C timeout 120 "$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres -E UTF8 --locale=C --no-sync >"$SCRATCH/initdb.log" 2>&1) ||
+	die "initdb failed: $(tail -n 20 "$SCRATCH/initdb.log")"
+pg_opts="-c listen_addresses=127.0.0.1 -p $P_PG -c unix_socket_directories=$SCRATCH -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+pg_share=$("$PGBIN/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$(basename "$(dirname "$PGBIN")")")
+STATSTMT=0
+if [[ -f $pg_share/extension/pg_stat_statements.control ]]; then
+	pg_opts+=" -c shared_preload_libraries=pg_stat_statements"
+	STATSTMT=1
+fi
+PG_STARTED=1
+(cd "$SCRATCH" && as_pg env LC_ALL=C "$PGBIN/pg_ctl" start -D "$PGDATA_DIR" -l "$SCRATCH/postgres.log" -w -t 60 -o "$pg_opts" >/dev/null) ||
+	die "PostgreSQL did not start: $(tail -n 20 "$SCRATCH/postgres.log")"
+
+psql_do() { # database, then psql arguments
+	local db=$1; shift
+	timeout -k 5 300 "$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$P_PG" -U postgres -d "$db" "$@"
+}
+log "seeding app.users with $ROWS rows"
+psql_do postgres <<'SQL'
+CREATE ROLE app LOGIN;
+CREATE DATABASE app OWNER app;
+SQL
+((STATSTMT)) && psql_do app -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'
+psql_do app -U app <<SQL
+CREATE TABLE users (
+	id bigint PRIMARY KEY,
+	name text NOT NULL,
+	email text,
+	active boolean NOT NULL DEFAULT true,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	score int
+);
+INSERT INTO users (id, name, email, active, created_at, score)
+SELECT i,
+       'user ' || i,
+       CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' || i || '@example.com' END,
+       i % 7 <> 0,
+       now() - i * interval '1 minute',
+       (i * 37) % 1000
+FROM generate_series(1, $ROWS) AS i;
+ANALYZE users;
+SQL
+ROW_BYTES=$(psql_do app -At -c 'SELECT round(avg(length(row_to_json(t)::text)))::int || chr(32) || min(length(row_to_json(t)::text)) || chr(32) || max(length(row_to_json(t)::text)) FROM users t')
+
+write_config() { # file port hot_ttl
+	cat >"$1" <<YAML
+listen: 127.0.0.1:$2
+backends:
+  - 127.0.0.1:$P_N1
+  - 127.0.0.1:$P_N2
+postgres: "postgres://app@127.0.0.1:$P_PG/app?sslmode=disable"
+tombstone_ttl: 10s
+hot_tier: {max_bytes: 67108864, ttl: $3}
+models:
+  User: {table: users, key: id, ttl: 5m, negative_ttl: 30s}
+YAML
+}
+write_config "$SCRATCH/objcache-ttl2s.yaml" "$P_OC2" 2s
+write_config "$SCRATCH/objcache-ttl60s.yaml" "$P_OC60" 60s
+for name in ttl2s ttl60s; do
+	"$OBJCACHE_BIN" serve --config "$SCRATCH/objcache-$name.yaml" >"$SCRATCH/objcache-$name.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_oc_$name=$!"
+done
+py wait_version "127.0.0.1:$P_OC2" 20 >/dev/null || die "objcache (ttl 2s) did not answer version: $(tail -n 5 "$SCRATCH/objcache-ttl2s.log")"
+py wait_version "127.0.0.1:$P_OC60" 20 >/dev/null || die "objcache (ttl 60s) did not answer version: $(tail -n 5 "$SCRATCH/objcache-ttl60s.log")"
+for pid in "${PIDS[@]}"; do
+	kill -0 "$pid" 2>/dev/null || die "a server exited right after starting (port taken?); logs in $SCRATCH: $(tail -n 3 "$SCRATCH"/*.log)"
+done
+
+echo "- ports: PostgreSQL :$P_PG (fsync=off, pg_stat_statements $( ((STATSTMT)) && echo preloaded || echo 'not installed')); memcached ref :$P_REF; nodes :$P_N1 :$P_N2; objcache hot ttl 2s :$P_OC2, hot ttl 60s :$P_OC60"
+echo "- users: $ROWS rows; row_to_json length avg/min/max: $ROW_BYTES bytes (the ref memcached holds 200-byte values)"
+echo "- objcache config (ttl 2s instance; the other differs only in hot_tier.ttl: 60s):"
+echo
+echo '```yaml'
+cat "$SCRATCH/objcache-ttl2s.yaml"
+echo '```'
+echo
+
+# --- fill pass -------------------------------------------------------------------------
+
+echo "## fill pass (every id once, get of 100 keys, one connection)"
+echo
+for name in ttl2s ttl60s; do
+	p=P_OC${name#ttl}; p=${p%s}
+	line=$(py fillpass "127.0.0.1:${!p}" User: "$ROWS" 100) || die "fill pass through objcache $name failed: $line"
+	echo "- objcache $name: $line"
+done
+st=$(py stats "127.0.0.1:$P_OC2")
+echo "- objcache ttl2s stats after both passes: $(tr ' ' '\n' <<<"$st" | grep -E '^(db_queries|db_ids_queried|loads|fills_stored|node_hits|node_misses|hot_hits)=' | tr '\n' ' ')"
+st=$(py stats "127.0.0.1:$P_OC60")
+echo "- objcache ttl60s stats after both passes: $(tr ' ' '\n' <<<"$st" | grep -E '^(db_queries|db_ids_queried|loads|fills_stored|node_hits|node_misses|hot_hits)=' | tr '\n' ' ')"
+echo
+
+# --- wait for a quiet host -----------------------------------------------------------------
+
+# wait_quiet: wait (at most IDLE_WAIT s) until the host was >= 90% idle in
+# two consecutive 5 s samples; prints what it saw. Other processes on a shared
+# host can still start during a run: the "other" CPU column shows it.
+wait_quiet() {
+	local waited=0 quiet=0 idle=NA
+	while ((waited < IDLE_WAIT)); do
+		idle=$(idle_pct 5)
+		waited=$((waited + 5))
+		if ((idle >= 90)); then
+			quiet=$((quiet + 1))
+			((quiet >= 2)) && break
+		else
+			quiet=0
+		fi
+	done
+	echo "host idle ${idle}% over the last 5 s (waited ${waited}s; quiet: $( ((quiet >= 2)) && echo yes || echo NO)); load average $(loadavg)"
+}
+if ((IDLE_WAIT > 0)); then
+	echo "- before the rounds: $(wait_quiet)"
+	echo "- busiest processes (1 s sample): $(busiest)"
+	echo
+fi
+
+# --- runs ------------------------------------------------------------------------------------
+
+declare -A ADDR=([memcached]="127.0.0.1:$P_REF" [objcache-ttl2s]="127.0.0.1:$P_OC2" [objcache-ttl60s]="127.0.0.1:$P_OC60")
+declare -A TPID=([memcached]=$PID_ref [objcache-ttl2s]=$PID_oc_ttl2s [objcache-ttl60s]=$PID_oc_ttl60s)
+TARGETS=(memcached objcache-ttl2s objcache-ttl60s)
+RESULTS=$SCRATCH/results.tsv
+: >"$RESULTS"
+
+measure() { # round target
+	local r=$1 t=$2 json="$SCRATCH/loadtest-r$1-$2.json" out="$SCRATCH/loadtest-r$1-$2.txt"
+	local extra=() rc=0 lead win h0 h1 tp0 tp1 n0 n1 g0 g1 pg0 pg1 gen pgp la
+	[[ $t == memcached ]] && extra=(--fill --value-size 200)
+	la=$(loadavg)
+	timeout -k 5 $((DUR_S + WARM_S + 120)) "$OBJCACHE_BIN" loadtest --addr "${ADDR[$t]}" --prefix User: --keys "$ROWS" \
+		--zipf 0.99 --get 1 --set 0 --conns 32 --duration "$DURATION" --warmup "$WARMUP" --json "$json" --stats \
+		"${extra[@]}" >"$out" 2>&1 &
+	CUR_JOB=$!
+	# The measured part starts after the fill (ref only) and the warm-up: wait
+	# for the generator's "measuring" moment by time: warm-up + 1 s lead, and
+	# for the ref, until its fill is done (the log says so, or 20 s at most).
+	sleep 0.3
+	gen=$(cat "/proc/$CUR_JOB/task/$CUR_JOB/children" 2>/dev/null | awk '{print $1}')
+	if [[ $t == memcached ]]; then
+		for _ in $(seq 200); do
+			grep -q '^filled ' "$out" 2>/dev/null && break
+			sleep 0.1
+		done
+	fi
+	sleep $((WARM_S + 1))
+	lead=1
+	win=$((DUR_S - 2 * lead))
+	((win < 1)) && win=1
+	pgp=$(pg_pids)
+	read -r -a h0 < <(host_ticks)
+	tp0=$(proc_ticks "${TPID[$t]}")
+	n0=$(proc_ticks "$PID_node1" "$PID_node2")
+	g0=$(proc_ticks $gen)
+	pg0=$(proc_ticks $pgp)
+	sleep "$win"
+	read -r -a h1 < <(host_ticks)
+	tp1=$(proc_ticks "${TPID[$t]}")
+	n1=$(proc_ticks "$PID_node1" "$PID_node2")
+	g1=$(proc_ticks $gen)
+	pg1=$(proc_ticks $pgp)
+	wait "$CUR_JOB" || rc=$?
+	CUR_JOB=
+	local busy tcpu ncpu gcpu pcpu other
+	read -r busy gcpu tcpu ncpu pcpu other < <(python3 -c "
+hz = $CLK_TCK * $win
+d = ${h1[1]} - ${h0[1]}
+busy = $NPROC * 100.0 * (${h1[0]} - ${h0[0]}) / d if d else 0
+g, t, n, p = [100.0 * x / hz for x in ($((g1 - g0)), $((tp1 - tp0)), $((n1 - n0)), $((pg1 - pg0)))]
+print('%.0f %.0f %.0f %.0f %.0f %.0f' % (busy, g, t, n, p, busy - g - t - n - p))")
+	if ((rc != 0)) || [[ ! -s $json ]]; then
+		log "loadtest against $t exited $rc (round $r); tail: $(tail -n 5 "$out" | tr '\n' ' ')"
+		printf '%s\t%s\tNA\tNA\tNA\tNA\tNA\t0\t0\t0\t0\tNA\tNA\tNA\tNA\tNA\tNA\tNA\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$la" "$busy" "$gcpu" "$tcpu" "$ncpu" "$pcpu" "$other" >>"$RESULTS"
+		echo "RAW round=$r target=$t FAILED rc=$rc"
+		return
+	fi
+	local res
+	res=$(py loadtest "$json")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$res" "$la" "$busy" "$gcpu" "$tcpu" "$ncpu" "$pcpu" "$other" >>"$RESULTS"
+	local f
+	IFS=$'\t' read -r -a f <<<"$res"
+	echo "RAW round=$r target=$t ops_s=${f[0]} p50_us=${f[1]} p99_us=${f[2]} p999_us=${f[3]} max_us=${f[4]} errors=${f[5]} timeouts=${f[6]} misses=${f[7]} ops=${f[8]} hot_hits=${f[9]} node_hits=${f[10]} hot/node=${f[11]} get_hits=${f[13]} get_misses=${f[14]} seed=${f[15]} load_at_start=\"$la\" cpu_pct(${win}s window): host_busy=$busy loadtest=$gcpu target=$tcpu nodes=$ncpu postgres=$pcpu other=$other"
+}
+
+echo "## raw per-round results"
+echo
+echo '```'
+for ((r = 1; r <= ROUNDS; r++)); do
+	((r > 1 && IDLE_WAIT > 0)) && echo "# before round $r: $(wait_quiet)"
+	for t in "${TARGETS[@]}"; do
+		measure "$r" "$t"
+	done
+done
+echo '```'
+echo
+
+echo "## summary: objcache loadtest, $ROUNDS rounds of $DURATION (+ $WARMUP warm-up), Zipf 0.99 over User:1..User:$ROWS, 32 conns, gets only"
+echo
+py summary "$RESULTS" "$(IFS=,; echo "${TARGETS[*]}")"
+echo
+echo "Latencies are loadtest's HDR histogram percentiles of the measured part of each run; ops/s and"
+echo "the percentiles in the table are medians over the rounds. hot_hits / node_hits are the deltas of"
+echo "objcache's own stats over each measured run (--stats): object keys answered by the hot tier /"
+echo "found on their memcached node."
+echo
+
+rss() { awk '/^VmRSS/{print $2, $3}' "/proc/$1/status" 2>/dev/null || echo NA; }
+echo "## at the end"
+echo
+echo "- RSS: objcache ttl2s $(rss "$PID_oc_ttl2s"), objcache ttl60s $(rss "$PID_oc_ttl60s"), memcached ref $(rss "$PID_ref"), node1 $(rss "$PID_node1"), node2 $(rss "$PID_node2")"
+for name in ttl2s ttl60s; do
+	p=P_OC${name#ttl}; p=${p%s}
+	st=$(py stats "127.0.0.1:${!p}")
+	echo "- objcache $name stats: $(tr ' ' '\n' <<<"$st" | grep -E '^(hot_hits|hot_misses|node_hits|node_misses|loads|db_queries|db_ids_queried|fills_stored|backend_requests|backend_writes|backend_errors)=' | tr '\n' ' ')"
+done
+echo "- load average at end: $(loadavg)"
+echo "- busiest processes at end (1 s sample): $(busiest)"
