@@ -67,12 +67,21 @@ func (h *hotTier) epoch(key []byte) uint32 { return h.stripe(key).Load() }
 func (h *hotTier) get(key []byte) (*hotEntry, bool) { return h.cache.Get(key) }
 
 // put caches e under key unless key was deleted since epoch was read.
+//
+// A delete moves the epoch before it removes the key. If the epoch has not
+// moved after the insert was queued, any delete comes later and its removal
+// is queued after the insert; if it has moved, the delete may have removed
+// the key before the insert landed, so put removes it again itself.
 func (h *hotTier) put(key []byte, e *hotEntry, epoch uint32) {
-	if h.stripe(key).Load() != epoch {
+	stripe := h.stripe(key)
+	if stripe.Load() != epoch {
 		return
 	}
 	cost := int64(len(e.data) + len(key) + 64)
 	h.cache.SetWithTTL(key, e, cost, h.ttl) // ristretto keeps hashes of key, not key
+	if stripe.Load() != epoch {
+		h.cache.Del(key)
+	}
 }
 
 // drop removes key at once and makes reads that started before it unable
