@@ -33,6 +33,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -55,26 +56,15 @@ const (
 	coldFillTTL   = 5 * time.Minute // the model's ttl, and the application's set exptime
 )
 
-// coldFillSchema is scripts/devstack.sh's users table: 100000 rows.
-var coldFillSchema = `
-CREATE TABLE users (
-	id bigint PRIMARY KEY,
-	name text NOT NULL,
-	email text,
-	active boolean NOT NULL DEFAULT true,
-	created_at timestamptz NOT NULL DEFAULT now(),
-	score int
-);
-INSERT INTO users (id, name, email, active, created_at, score)
-SELECT i,
-       'user ' || i,
-       CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' || i || '@example.com' END,
-       i % 7 <> 0,
-       now() - i * interval '1 minute',
-       (i * 37) % 1000
-FROM generate_series(1, ` + strconv.Itoa(coldFillRows) + `) AS i;
-ANALYZE users;
-`
+// coldFillSchema is the users table of make run and the benchmark scripts
+// (scripts/users.sql), with coldFillRows rows.
+func coldFillSchema(b *testing.B) string {
+	sql, err := os.ReadFile("../scripts/users.sql")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.ReplaceAll(string(sql), ":rows", strconv.Itoa(coldFillRows))
+}
 
 // coldFillEnv is a database holding the users table, two memcached nodes
 // and the ring over them (the proxy's ring: same nodes, same order).
@@ -94,7 +84,7 @@ func startColdFillEnv(b *testing.B) *coldFillEnv {
 		b.Fatal(err)
 	}
 	defer db.Close(context.Background())
-	if _, err := db.Exec(context.Background(), coldFillSchema); err != nil {
+	if _, err := db.Exec(context.Background(), coldFillSchema(b)); err != nil {
 		b.Fatal(err)
 	}
 	ms, addrs := startNodes(b, 2, "-m", "256")

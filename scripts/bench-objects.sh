@@ -49,6 +49,9 @@
 #          OBJCACHE_BIN=/tmp/objcache-objbench scripts/bench-objects.sh | tee /tmp/bench-objects.md
 set -euo pipefail
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
 cd "$(dirname "$0")/.."
 
 OBJCACHE_BIN=${OBJCACHE_BIN:-bin/objcache}
@@ -74,25 +77,6 @@ WARM_S=${WARMUP%s}
 
 # --- preflight -------------------------------------------------------------------
 
-find_bin() {
-	local p
-	if p=$(command -v "$1" 2>/dev/null); then echo "$p"; return 0; fi
-	for p in /usr/sbin/"$1" /usr/local/sbin/"$1" /sbin/"$1"; do
-		[[ -x $p ]] && { echo "$p"; return 0; }
-	done
-	return 1
-}
-pg_bin_dir() { # as scripts/devstack.sh
-	local p d
-	if p=$(command -v initdb 2>/dev/null); then
-		d=$(dirname "$(readlink -f "$p")")
-		[[ -x $d/pg_ctl ]] && { echo "$d"; return 0; }
-	fi
-	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn); do
-		[[ -x $d/initdb && -x $d/pg_ctl ]] && { echo "$d"; return 0; }
-	done
-	return 1
-}
 MEMCACHED=$(find_bin memcached) || die "memcached not found (scripts/ensure-deps.sh)"
 PGBIN=$(pg_bin_dir) || die "PostgreSQL (initdb, pg_ctl) not found (scripts/ensure-deps.sh)"
 PSQL=$PGBIN/psql
@@ -370,15 +354,6 @@ py() { timeout -k 5 300 python3 "$HELPER" "$@"; }
 
 CLK_TCK=$(getconf CLK_TCK)
 NPROC=$(nproc)
-proc_ticks() { # pid...: utime+stime of the processes, in ticks
-	local t=0 pid f
-	for pid in "$@"; do
-		f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
-		set -- $f
-		t=$((t + ${12} + ${13}))
-	done
-	echo "$t"
-}
 host_ticks() { # busy total, from /proc/stat
 	awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6; exit}' /proc/stat
 }
@@ -390,10 +365,6 @@ idle_pct() { # host idle % over $1 seconds
 	python3 -c "d = ${b[1]} - ${a[1]}; print('%.0f' % (100.0 - 100.0 * (${b[0]} - ${a[0]}) / d if d else 0))"
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-busiest() { # the 5 busiest processes over one second (top's second sample)
-	top -b -n 2 -d 1 -w 200 2>/dev/null |
-		awk '/^top -/{n++} n==2 && /^ *PID/{h=1; next} n==2 && h && NF && c<5 {printf "%s %s%%; ", $12, $9; c++}'
-}
 pg_pids() { # the postmaster and its children (backends, background workers)
 	local pm
 	pm=$(head -1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null) || return 0
@@ -412,13 +383,6 @@ echo
 
 read -r P_PG P_REF P_N1 P_N2 P_OC2 P_OC60 < <(py free_ports 6)
 
-mc_user=()
-[[ $(id -u) == 0 ]] && mc_user=(-u root)
-start_memcached() { # name port
-	"$MEMCACHED" "${mc_user[@]}" -l 127.0.0.1 -p "$2" -U 0 -m 256 -t 2 >"$SCRATCH/$1.log" 2>&1 &
-	PIDS+=($!)
-	eval "PID_$1=$!"
-}
 start_memcached ref "$P_REF"
 start_memcached node1 "$P_N1"
 start_memcached node2 "$P_N2"
@@ -452,25 +416,7 @@ CREATE ROLE app LOGIN;
 CREATE DATABASE app OWNER app;
 SQL
 ((STATSTMT)) && psql_do app -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'
-psql_do app -U app <<SQL
-CREATE TABLE users (
-	id bigint PRIMARY KEY,
-	name text NOT NULL,
-	email text,
-	active boolean NOT NULL DEFAULT true,
-	created_at timestamptz NOT NULL DEFAULT now(),
-	score int
-);
-INSERT INTO users (id, name, email, active, created_at, score)
-SELECT i,
-       'user ' || i,
-       CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' || i || '@example.com' END,
-       i % 7 <> 0,
-       now() - i * interval '1 minute',
-       (i * 37) % 1000
-FROM generate_series(1, $ROWS) AS i;
-ANALYZE users;
-SQL
+psql_do app -U app -v rows="$ROWS" <scripts/users.sql
 ROW_BYTES=$(psql_do app -At -c 'SELECT round(avg(length(row_to_json(t)::text)))::int || chr(32) || min(length(row_to_json(t)::text)) || chr(32) || max(length(row_to_json(t)::text)) FROM users t')
 
 write_config() { # file port hot_ttl
@@ -637,7 +583,6 @@ echo "objcache's own stats over each measured run (--stats): object keys answere
 echo "found on their memcached node."
 echo
 
-rss() { awk '/^VmRSS/{print $2, $3}' "/proc/$1/status" 2>/dev/null || echo NA; }
 echo "## at the end"
 echo
 echo "- RSS: objcache ttl2s $(rss "$PID_oc_ttl2s"), objcache ttl60s $(rss "$PID_oc_ttl60s"), memcached ref $(rss "$PID_ref"), node1 $(rss "$PID_node1"), node2 $(rss "$PID_node2")"

@@ -34,6 +34,9 @@
 #          OBJCACHE_BIN=/tmp/objcache-bench DURATION=10s ROUNDS=3 scripts/bench-passthrough.sh
 set -euo pipefail
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
 cd "$(dirname "$0")/.."
 
 OBJCACHE_BIN=${OBJCACHE_BIN:-bin/objcache}
@@ -60,14 +63,6 @@ secs() {
 DUR_S=$(secs "$DURATION")
 WARM_S=$(secs "$WARMUP")
 
-find_bin() {
-	local p
-	if p=$(command -v "$1" 2>/dev/null); then echo "$p"; return 0; fi
-	for p in /usr/sbin/"$1" /usr/local/sbin/"$1" /sbin/"$1"; do
-		[[ -x $p ]] && { echo "$p"; return 0; }
-	done
-	return 1
-}
 MEMCACHED=$(find_bin memcached) || die "memcached not found (scripts/ensure-deps.sh)"
 NUTCRACKER=$(find_bin nutcracker) || die "nutcracker not found (scripts/ensure-deps.sh)"
 MEMASLAP=$(find_bin memcaslap || find_bin memaslap) || die "memcaslap not found (apt-get install libmemcached-tools)"
@@ -327,10 +322,6 @@ py() { python3 "$HELPER" "$@"; }
 
 # --- host --------------------------------------------------------------------
 
-busiest() { # the 5 busiest processes over one second (top's second sample)
-	top -b -n 2 -d 1 -w 200 2>/dev/null |
-		awk '/^top -/{n++} n==2 && /^ *PID/{h=1; next} n==2 && h && NF && c<5 {printf "%s %s%%; ", $12, $9; c++}'
-}
 
 echo "# bench-passthrough $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo
@@ -346,13 +337,6 @@ echo
 
 read -r P_REF P_N1 P_N2 P_NC P_NCSTATS P_OC < <(py free_ports 6)
 
-mc_user=()
-[[ $(id -u) == 0 ]] && mc_user=(-u root)
-start_memcached() { # name port
-	"$MEMCACHED" "${mc_user[@]}" -l 127.0.0.1 -p "$2" -U 0 -m 256 -t 2 >"$SCRATCH/$1.log" 2>&1 &
-	PIDS+=($!)
-	eval "PID_$1=$!"
-}
 start_memcached ref "$P_REF"
 start_memcached node1 "$P_N1"
 start_memcached node2 "$P_N2"
@@ -402,15 +386,6 @@ printf 'key\n64 64 1\nvalue\n200 200 1\ncmd\n0 0.1\n1 0.9\n' >"$SCRATCH/memaslap
 # --- CPU accounting ------------------------------------------------------------
 
 CLK_TCK=$(getconf CLK_TCK)
-proc_ticks() { # pid...: utime+stime of the processes, in ticks
-	local t=0 pid f
-	for pid in "$@"; do
-		f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
-		set -- $f
-		t=$((t + ${12} + ${13}))
-	done
-	echo "$t"
-}
 host_ticks() { # busy total irq+softirq, from /proc/stat
 	awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6, $7+$8; exit}' /proc/stat
 }
@@ -554,7 +529,6 @@ echo
 
 # --- memory and batching ----------------------------------------------------------
 
-rss() { awk '/^VmRSS/{print $2, $3}' "/proc/$1/status" 2>/dev/null || echo NA; }
 echo "## memory and batching at the end"
 echo
 echo "- RSS: objcache $(rss "$PID_objcache"), nutcracker $(rss "$PID_nutcracker"), memcached ref $(rss "$PID_ref"), node1 $(rss "$PID_node1"), node2 $(rss "$PID_node2")"

@@ -13,6 +13,9 @@
 #   TMPDIR        where the scratch directory goes (default: /tmp)
 set -euo pipefail
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
 cd "$(dirname "$0")/.."
 
 OBJCACHE_BIN=${OBJCACHE_BIN:-bin/objcache}
@@ -28,28 +31,7 @@ log() { echo "devstack: $*" >&2; }
 
 [[ -x $OBJCACHE_BIN ]] || die "$OBJCACHE_BIN not found or not executable; build it with: make build"
 
-find_bin() { # name: path in PATH or the sbin dirs
-	local p
-	if p=$(command -v "$1" 2>/dev/null); then echo "$p"; return 0; fi
-	for p in /usr/sbin/"$1" /usr/local/sbin/"$1" /sbin/"$1"; do
-		[[ -x $p ]] && { echo "$p"; return 0; }
-	done
-	return 1
-}
 
-# pg_bin_dir: the directory of the initdb in PATH (symlinks resolved), else
-# the newest /usr/lib/postgresql/*/bin.
-pg_bin_dir() {
-	local p d
-	if p=$(command -v initdb 2>/dev/null); then
-		d=$(dirname "$(readlink -f "$p")")
-		[[ -x $d/pg_ctl ]] && { echo "$d"; return 0; }
-	fi
-	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn); do
-		[[ -x $d/initdb && -x $d/pg_ctl ]] && { echo "$d"; return 0; }
-	done
-	return 1
-}
 
 MEMCACHED=$(find_bin memcached) || die "memcached not found; run scripts/ensure-deps.sh (apt-get install -y memcached)"
 PGBIN=$(pg_bin_dir) || die "PostgreSQL (initdb, pg_ctl) not found; run scripts/ensure-deps.sh (apt-get install -y postgresql postgresql-contrib)"
@@ -161,25 +143,7 @@ SQL
 if [[ $pg_opts == *pg_stat_statements* ]]; then
 	psql_do app -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'
 fi
-psql_do app -U app <<SQL
-CREATE TABLE users (
-	id bigint PRIMARY KEY,
-	name text NOT NULL,
-	email text,
-	active boolean NOT NULL DEFAULT true,
-	created_at timestamptz NOT NULL DEFAULT now(),
-	score int
-);
-INSERT INTO users (id, name, email, active, created_at, score)
-SELECT i,
-       'user ' || i,
-       CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' || i || '@example.com' END,
-       i % 7 <> 0,
-       now() - i * interval '1 minute',
-       (i * 37) % 1000
-FROM generate_series(1, $ROWS) AS i;
-ANALYZE users;
-SQL
+psql_do app -U app -v rows="$ROWS" <scripts/users.sql
 
 # --- config and objcache ----------------------------------------------------
 

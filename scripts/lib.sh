@@ -1,0 +1,57 @@
+# lib.sh: shell functions shared by devstack.sh and the bench-*.sh scripts.
+# Source it; it defines functions only.
+
+# find_bin NAME: the path of NAME in PATH or the sbin directories.
+find_bin() {
+	local p
+	if p=$(command -v "$1" 2>/dev/null); then echo "$p"; return 0; fi
+	for p in /usr/sbin/"$1" /usr/local/sbin/"$1" /sbin/"$1"; do
+		[[ -x $p ]] && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# pg_bin_dir: the directory of the initdb in PATH (symlinks resolved), else
+# the newest /usr/lib/postgresql/*/bin.
+pg_bin_dir() {
+	local p d
+	if p=$(command -v initdb 2>/dev/null); then
+		d=$(dirname "$(readlink -f "$p")")
+		[[ -x $d/pg_ctl ]] && { echo "$d"; return 0; }
+	fi
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn); do
+		[[ -x $d/initdb && -x $d/pg_ctl ]] && { echo "$d"; return 0; }
+	done
+	return 1
+}
+
+# start_memcached NAME PORT: starts "$MEMCACHED" on 127.0.0.1:PORT (as root
+# with -u root, which memcached requires), logging to $SCRATCH/NAME.log;
+# appends its pid to PIDS and sets PID_NAME.
+start_memcached() {
+	local user=()
+	[[ $(id -u) == 0 ]] && user=(-u root)
+	"$MEMCACHED" "${user[@]}" -l 127.0.0.1 -p "$2" -U 0 -m 256 -t 2 >"$SCRATCH/$1.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_$1=$!"
+}
+
+# busiest: the 5 busiest processes over one second (top's second sample).
+busiest() {
+	top -b -n 2 -d 1 -w 200 2>/dev/null |
+		awk '/^top -/{n++} n==2 && /^ *PID/{h=1; next} n==2 && h && NF && c<5 {printf "%s %s%%; ", $12, $9; c++}'
+}
+
+# proc_ticks PID...: utime+stime of the processes, in clock ticks.
+proc_ticks() {
+	local t=0 pid f
+	for pid in "$@"; do
+		f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+		set -- $f
+		t=$((t + ${12} + ${13}))
+	done
+	echo "$t"
+}
+
+# rss PID: the process's resident set size, "N kB".
+rss() { awk '/^VmRSS/{print $2, $3}' "/proc/$1/status" 2>/dev/null || echo NA; }
