@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +150,40 @@ func TestTwoThousandIdleConnectionsDoNotStopService(t *testing.T) {
 	c := testsupport.Dial(t, addr)
 	c.Send("set k 0 0 2\r\nhi\r\nget k\r\n")
 	c.Expect("STORED\r\nVALUE k 0 2\r\nhi\r\nEND\r\n")
+}
+
+// TestFullBackendQueueAnswersServerError: requests past a backend
+// connection's queue are refused at once with a clear SERVER_ERROR, not
+// queued without bound.
+func TestFullBackendQueueAnswersServerError(t *testing.T) {
+	ms, addrs := startNodes(t, 1)
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.QueueSize = 4
+		c.BackendConnections = 1
+		c.Timeout = 10 * time.Second
+	})
+	c := testsupport.Dial(t, addr)
+	ms[0].Pause()
+	sent := srv.Stats().BackendRequests.Load()
+	c.Send(strings.Repeat("get k\r\n", 10))
+	eventually(t, 5*time.Second, "the queue fills", func() bool { return srv.Stats().BackendRequests.Load() >= sent+4 })
+	ms[0].Resume()
+	// The queue holds 4; the connection's reader holds one more while it
+	// waits for its reply.
+	var ends, full int
+	for i := 0; i < 10; i++ {
+		switch line := c.ReadLine(); {
+		case line == "END" && full == 0:
+			ends++
+		case line == "SERVER_ERROR backend queue full":
+			full++
+		default:
+			t.Fatalf("reply %d: %q (after %d END, %d queue full)", i, line, ends, full)
+		}
+	}
+	if ends < 4 || ends > 5 {
+		t.Errorf("%d requests admitted past a queue of 4, want 4 or 5", ends)
+	}
+	c.Send("get k\r\n")
+	c.Expect("END\r\n")
 }
