@@ -88,11 +88,10 @@ type pipeConfig struct {
 // replies matched in that order. A pipe reconnects by itself after a
 // failure; while it is not connected, calls fail at once with ErrBackendDown.
 //
-// Writes are group commits. The client goroutine that sends to an idle pipe
-// writes the request itself; requests sent while that write is in progress
-// are appended to buf and go out in its next write, so that under load one
-// system call carries the requests of many clients, with no goroutine
-// hand-off on the way. Replies are read by the pipe's own goroutine (run).
+// Client goroutines append their requests to buf and wake the pipe's writer
+// goroutine (write), which sends everything queued in one system call, so
+// that under load one write carries the requests of many clients. Replies
+// are read by the pipe's reader goroutine (run).
 type pipe struct {
 	addr string
 	cfg  pipeConfig
