@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/objcache/objcache/internal/testsupport"
 )
 
@@ -108,3 +110,56 @@ func post(t *testing.T, url string) (*http.Response, string) {
 }
 
 func dialOnce(addr string) (io.Closer, error) { return net.DialTimeout("tcp", addr, time.Second) }
+
+// TestReloadAddsAModel: a model added to the config by a reload is served
+// as objects from then on, on the connection that was open before.
+func TestReloadAddsAModel(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	pg := testsupport.SharedPostgres(t)
+	dsn := pg.NewDatabase(t)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "CREATE TABLE users (id bigint PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'ada')"); err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
+	path := filepath.Join(t.TempDir(), "objcache.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(path, []byte("listen: "+listen+"\nbackends: ["+m.Addr+"]\n"+body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("")
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(path) }, log) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	mc := dialEventually(t, listen)
+	mc.Send("get User:1\r\n")
+	mc.Expect("END\r\n") // a plain key: nothing there
+
+	write("postgres: \"" + dsn + "\"\nmodels:\n  User: {table: users, key: id, ttl: 1m, negative_ttl: 1m}\n")
+	if resp, body := post(t, "http://"+listen+"/reload"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /reload = %d %q", resp.StatusCode, body)
+	}
+	mc.Send("get User:1\r\n")
+	mc.Expect("VALUE User:1 0 21\r\n{\"id\":1,\"name\":\"ada\"}\r\nEND\r\n")
+
+	write("postgres: \"" + dsn + "\"\nmodels:\n  User: {table: nosuchtable, key: id}\n")
+	if resp, body := post(t, "http://"+listen+"/reload"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "nosuchtable") {
+		t.Errorf("reload with a model whose table does not exist = %d %q, want 400 naming the table", resp.StatusCode, body)
+	}
+	mc.Send("get User:1\r\n")
+	mc.Expect("VALUE User:1 0 21\r\n{\"id\":1,\"name\":\"ada\"}\r\nEND\r\n")
+}

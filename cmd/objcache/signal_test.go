@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	if args := os.Getenv(childEnv); args != "" {
 		os.Exit(run(strings.Fields(args), os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	testsupport.Main(m)
 }
 
 // TestSIGTERMDrainsAndExitsZero: the process stops accepting, lets the
