@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Memcached is a memcached server started by StartMemcached. Its methods are
@@ -150,7 +151,43 @@ func (m *Memcached) Kill() { m.current().stop(syscall.SIGKILL) }
 
 // Pause stops the server with SIGSTOP: connections stay open and requests are
 // accepted by the kernel but never answered, like a node that hangs.
-func (m *Memcached) Pause() { m.current().signal(syscall.SIGSTOP) }
+// It returns once the process is stopped: SIGSTOP is delivered
+// asynchronously, and a request sent right after kill(2) could still be
+// answered.
+func (m *Memcached) Pause() {
+	p := m.current()
+	p.signal(syscall.SIGSTOP)
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		if allThreadsStopped(p.cmd.Process.Pid) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// allThreadsStopped reports whether every thread of pid is stopped (or the
+// process is gone): memcached's worker threads answer requests, and each
+// stops on its own when it takes the group stop.
+func allThreadsStopped(pid int) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return true
+	}
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil {
+			continue
+		}
+		if _, state, ok := procStat(tid); ok && state != 'T' && state != 't' && state != 'Z' && state != 'X' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume continues a paused server with SIGCONT.
 func (m *Memcached) Resume() { m.current().signal(syscall.SIGCONT) }
