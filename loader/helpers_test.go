@@ -25,20 +25,7 @@ func newTestDB(t testing.TB) *testDB {
 	t.Helper()
 	pg := testsupport.SharedPostgres(t)
 	dsn := pg.NewDatabase(t)
-	return &testDB{pg: pg, dsn: dsn, conn: connect(t, dsn)}
-}
-
-// connect opens a connection to dsn, closed when the test ends.
-func connect(t testing.TB, dsn string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", dsn, err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
+	return &testDB{pg: pg, dsn: dsn, conn: testsupport.ConnectDSN(t, dsn)}
 }
 
 func (db *testDB) exec(t testing.TB, sql string, args ...any) {
@@ -192,7 +179,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func (db *testDB) lockTable(t testing.TB, table string) (unlock func()) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := connect(t, db.dsn).Begin(ctx)
+	tx, err := testsupport.ConnectDSN(t, db.dsn).Begin(ctx)
 	if err != nil {
 		t.Fatalf("begin: %v", err)
 	}

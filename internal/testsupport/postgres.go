@@ -446,10 +446,12 @@ func (p *Postgres) exec(dsn, sql string, args ...any) error {
 // ends.
 func (p *Postgres) Connect(t testing.TB) *pgx.Conn {
 	t.Helper()
-	return connect(t, p.DSN)
+	return ConnectDSN(t, p.DSN)
 }
 
-func connect(t testing.TB, dsn string) *pgx.Conn {
+// ConnectDSN opens a connection to dsn (one of NewDatabase's, say), closed
+// when the test ends.
+func ConnectDSN(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
