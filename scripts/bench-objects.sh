@@ -35,7 +35,7 @@
 #
 # Environment:
 #   OBJCACHE_BIN  objcache binary (default: bin/objcache)
-#   DURATION      measured time per run, Go duration in s (default: 10s)
+#   DURATION      measured time per run, Go duration in s, >= 4s (default: 10s)
 #   WARMUP        loadtest warm-up per run (default: 2s)
 #   ROUNDS        measured rounds (default: 3)
 #   ROWS          rows in users, keys in the runs (default: 100000)
@@ -74,6 +74,9 @@ log() { echo "bench-objects: $*" >&2; }
 [[ $MAX_SECONDS =~ ^[1-9][0-9]*$ ]] || die "MAX_SECONDS must be a positive number of seconds, not $MAX_SECONDS"
 DUR_S=${DURATION%s}
 WARM_S=${WARMUP%s}
+# CPU is sampled over the run less 1 s at each end: shorter runs have no
+# steady middle to sample.
+((DUR_S >= 4)) || die "DURATION must be 4s or more, not $DURATION"
 
 # --- preflight -------------------------------------------------------------------
 
@@ -140,223 +143,13 @@ WATCHDOG=$!
 
 # --- helper (sockets, JSON, summary) ----------------------------------------------
 
-HELPER=$SCRATCH/helper.py
-cat >"$HELPER" <<'PY'
-import json, re, socket, statistics, sys, time
-
-def free_ports(n):
-    socks, ports = [], []
-    avoid = {11211, 11212, 11311, 55432, 5432}
-    while len(ports) < n:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        socks.append(s)
-        if p not in avoid:
-            ports.append(p)
-    for s in socks:
-        s.close()
-    print(" ".join(map(str, ports)))
-
-def connect(addr, timeout):
-    host, port = addr.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=timeout)
-    s.settimeout(timeout)
-    return s
-
-def wait_version(addr, deadline_s):
-    end = time.time() + float(deadline_s)
-    last = None
-    while time.time() < end:
-        try:
-            s = connect(addr, 1)
-            s.sendall(b"version\r\n")
-            r = s.recv(200)
-            s.close()
-            if r.startswith(b"VERSION "):
-                print(r.decode().strip())
-                return
-            last = r
-        except OSError as e:
-            last = e
-        time.sleep(0.1)
-    print("no VERSION from %s within %ss (last: %r)" % (addr, deadline_s, last), file=sys.stderr)
-    sys.exit(1)
-
-def stats(addr):
-    """STAT name value lines as name=value; "version" goes first on the
-    connection (objcache's cmux matcher waits for 8 bytes or more)."""
-    s = connect(addr, 5)
-    s.sendall(b"version\r\nstats\r\n")
-    buf = b""
-    while not buf.endswith(b"END\r\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    out = []
-    for line in buf.decode(errors="replace").split("\r\n"):
-        f = line.split()
-        if len(f) == 3 and f[0] == "STAT":
-            out.append("%s=%s" % (f[1], f[2]))
-    print(" ".join(out))
-
-class Reader:
-    def __init__(self, sock):
-        self.s, self.buf = sock, b""
-    def fill(self):
-        chunk = self.s.recv(1 << 20)
-        if not chunk:
-            raise EOFError("connection closed")
-        self.buf += chunk
-    def line(self):
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                l, self.buf = self.buf[:i], self.buf[i + 2:]
-                return l
-            self.fill()
-    def take(self, n):
-        while len(self.buf) < n:
-            self.fill()
-        d, self.buf = self.buf[:n], self.buf[n:]
-        return d
-
-def fillpass(addr, prefix, rows, k):
-    """Every id 1..rows once, in multi-gets of k on one connection; checks
-    that every row came back as the row of its id."""
-    s = connect(addr, 60)
-    r = Reader(s)
-    t0 = time.time()
-    got = 0
-    for lo in range(1, rows + 1, k):
-        ids = range(lo, min(lo + k, rows + 1))
-        s.sendall(("get " + " ".join("%s%d" % (prefix, i) for i in ids) + "\r\n").encode())
-        want = set(ids)
-        while True:
-            l = r.line()
-            if l == b"END":
-                break
-            f = l.split()
-            if f[0] != b"VALUE":
-                print("unexpected line %r" % l, file=sys.stderr)
-                sys.exit(1)
-            key, size = f[1].decode(), int(f[3])
-            data = r.take(size + 2)[:size]
-            i = int(key[len(prefix):])
-            if i not in want or not data.startswith(b'{"id":%d,' % i):
-                print("unexpected value for %s: %r" % (key, data[:60]), file=sys.stderr)
-                sys.exit(1)
-            want.discard(i)
-            got += 1
-    s.close()
-    dt = time.time() - t0
-    print("rows=%d seconds=%.2f rows_per_s=%.0f" % (got, dt, got / dt))
-    if got != rows:
-        sys.exit(1)
-
-def counter(doc, name):
-    st = doc.get("stats") or {}
-    for c in st.get("counters") or []:
-        if c.get("name") == name:
-            return c.get("delta", 0)
-    if name in (st.get("unchanged") or []):
-        return 0
-    return None
-
-def loadtest(path):
-    """One tab-separated result line from a loadtest JSON report."""
-    d = json.load(open(path))
-    hot, node = counter(d, "hot_hits"), counter(d, "node_hits")
-    gh, gm = counter(d, "get_hits"), counter(d, "get_misses")
-    ratio = "NA"
-    if hot is not None and node is not None:
-        ratio = ("%.2f" % (hot / node)) if node else "all-hot(node_hits=0)"
-    share = "NA"
-    if hot is not None and node is not None and hot + node:
-        share = "%.4f" % (hot / (hot + node))
-    f = lambda v: "NA" if v is None else "%.0f" % v
-    cols = ["%.0f" % d["ops_per_sec"], str(d["p50_us"]), str(d["p99_us"]), str(d["p999_us"]),
-            str(d["max_us"]), str(d["errors"]), str(d["timeouts"]), str(d["misses"]), str(d["ops"]),
-            f(hot), f(node), ratio, share, f(gh), f(gm), str(d["config"].get("seed", "NA"))]
-    print("\t".join(cols))
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-def summary(path, names):
-    rows = [l.split("\t") for l in open(path).read().splitlines() if l]
-    # 0 round, 1 target, 2 ops/s, 3 p50, 4 p99, 5 p999, 6 max, 7 errors, 8 timeouts, 9 misses,
-    # 10 ops, 11 hot_hits, 12 node_hits, 13 hot/node, 14 hot share, 15 get_hits, 16 get_misses,
-    # 17 seed, 18 load average at start, 19 host busy %, 20 loadtest %, 21 target %, 22 nodes %,
-    # 23 PostgreSQL %, 24 other %
-    names = names.split(",")
-    by = {n: [r for r in rows if r[1] == n] for n in names}
-    def num(v):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    def col(rs, i):
-        return [num(r[i]) for r in rs if num(r[i]) is not None]
-    medops = {}
-    print("| target | median ops/s | ops/s per round | p50 µs | p99 µs | p99.9 µs | p99.9 per round (µs) | misses | errors+timeouts | hot_hits / node_hits (per round) | hot share of object hits (median) |")
-    print("|---|---:|---|---:|---:|---:|---|---:|---:|---|---:|")
-    for n in names:
-        rs = by[n]
-        ops = col(rs, 2)
-        medops[n] = med(ops)
-        fm = lambda xs: "NA" if not xs else "%.0f" % med(xs)
-        hot = "–" if n == "memcached" else " / ".join(r[13] for r in rs)
-        share = "–" if n == "memcached" else ("NA" if not col(rs, 14) else "%.1f%%" % (100 * med(col(rs, 14))))
-        print("| %s | %s | %s | %s | %s | %s | %s | %d | %d | %s | %s |" % (
-            n, fm(ops), " / ".join("{:,}".format(int(x)) for x in ops), fm(col(rs, 3)), fm(col(rs, 4)), fm(col(rs, 5)),
-            " / ".join(r[5] for r in rs), sum(int(r[9]) for r in rs), sum(int(r[7]) + int(r[8]) for r in rs), hot, share))
-    print()
-    m = medops.get("memcached")
-    for n in names:
-        if n != "memcached" and m and medops.get(n):
-            per = []
-            for r in by[n]:
-                mr = [x for x in by["memcached"] if x[0] == r[0]]
-                if mr and num(mr[0][2]) and num(r[2]):
-                    per.append("%.2f" % (num(r[2]) / num(mr[0][2])))
-            print("- %s / memcached (median ops/s): **%.2f×** (goal ≥ 1.0×); per round: %s" % (n, medops[n] / m, " / ".join(per)))
-    print()
-    print("CPU over the steady middle of each run, % of one core (medians over the rounds; 200% = both cores):")
-    print()
-    print("| target | host busy % | loadtest % | target process % | nodes % | PostgreSQL % | other % | host CPU µs/op | target CPU µs/op |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n in names:
-        rs = by[n]
-        fm = lambda xs: "NA" if not xs else "%.0f" % med(xs)
-        per_op = lambda i: [num(r[i]) * 1e4 / num(r[2]) for r in rs if num(r[i]) is not None and num(r[2])]
-        f1 = lambda xs: "NA" if not xs else "%.1f" % med(xs)
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            n, fm(col(rs, 19)), fm(col(rs, 20)), fm(col(rs, 21)),
-            "–" if n == "memcached" else fm(col(rs, 22)), "–" if n == "memcached" else fm(col(rs, 23)),
-            fm(col(rs, 24)), f1(per_op(19)), f1(per_op(21))))
-
-if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    {"free_ports": lambda: free_ports(int(args[0])),
-     "wait_version": lambda: wait_version(args[0], args[1]),
-     "stats": lambda: stats(args[0]),
-     "fillpass": lambda: fillpass(args[0], args[1], int(args[2]), int(args[3])),
-     "loadtest": lambda: loadtest(args[0]),
-     "summary": lambda: summary(args[0], args[1]),
-     }[cmd]()
-PY
+HELPER=$PWD/scripts/bench_objects.py
 py() { timeout -k 5 300 python3 "$HELPER" "$@"; }
 
 # --- host ----------------------------------------------------------------------------
 
 CLK_TCK=$(getconf CLK_TCK)
 NPROC=$(nproc)
-host_ticks() { # busy total, from /proc/stat
-	awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6; exit}' /proc/stat
-}
 idle_pct() { # host idle % over $1 seconds
 	local a b
 	read -r -a a < <(host_ticks)
@@ -383,13 +176,7 @@ echo
 
 read -r P_PG P_REF P_N1 P_N2 P_OC2 P_OC60 < <(py free_ports 6)
 
-start_memcached ref "$P_REF"
-start_memcached node1 "$P_N1"
-start_memcached node2 "$P_N2"
-for t in "ref $P_REF" "node1 $P_N1" "node2 $P_N2"; do
-	set -- $t
-	py wait_version "127.0.0.1:$2" 10 >/dev/null || die "memcached $1 did not answer version on :$2: $(tail -n 5 "$SCRATCH/$1.log")"
-done
+start_ref_and_nodes "$P_REF" "$P_N1" "$P_N2"
 
 [[ $(id -u) == 0 ]] && chown postgres: "$SCRATCH"
 log "initdb in $PGDATA_DIR"
@@ -441,9 +228,7 @@ for name in ttl2s ttl60s; do
 done
 py wait_version "127.0.0.1:$P_OC2" 20 >/dev/null || die "objcache (ttl 2s) did not answer version: $(tail -n 5 "$SCRATCH/objcache-ttl2s.log")"
 py wait_version "127.0.0.1:$P_OC60" 20 >/dev/null || die "objcache (ttl 60s) did not answer version: $(tail -n 5 "$SCRATCH/objcache-ttl60s.log")"
-for pid in "${PIDS[@]}"; do
-	kill -0 "$pid" 2>/dev/null || die "a server exited right after starting (port taken?); logs in $SCRATCH: $(tail -n 3 "$SCRATCH"/*.log)"
-done
+all_alive
 
 echo "- ports: PostgreSQL :$P_PG (fsync=off, pg_stat_statements $( ((STATSTMT)) && echo preloaded || echo 'not installed')); memcached ref :$P_REF; nodes :$P_N1 :$P_N2; objcache hot ttl 2s :$P_OC2, hot ttl 60s :$P_OC60"
 echo "- users: $ROWS rows; row_to_json length avg/min/max: $ROW_BYTES bytes (the ref memcached holds 200-byte values)"
@@ -525,7 +310,6 @@ measure() { # round target
 	sleep $((WARM_S + 1))
 	lead=1
 	win=$((DUR_S - 2 * lead))
-	((win < 1)) && win=1
 	pgp=$(pg_pids)
 	read -r -a h0 < <(host_ticks)
 	tp0=$(proc_ticks "${TPID[$t]}")

@@ -36,6 +36,36 @@ start_memcached() {
 	eval "PID_$1=$!"
 }
 
+# start_ref_and_nodes REF_PORT NODE1_PORT NODE2_PORT: the benchmarks'
+# memcached "ref" (the direct target) and the two nodes behind the proxies;
+# returns once each answers version (the caller's py and die).
+start_ref_and_nodes() {
+	start_memcached ref "$1"
+	start_memcached node1 "$2"
+	start_memcached node2 "$3"
+	local t
+	for t in "ref $1" "node1 $2" "node2 $3"; do
+		set -- $t
+		py wait_version "127.0.0.1:$2" 10 >/dev/null || die "memcached $1 did not answer version on :$2: $(tail -n 5 "$SCRATCH/$1.log")"
+	done
+}
+
+# all_alive: dies (the caller's die) unless every process in PIDS still runs:
+# a server that failed to bind would leave someone else's answering on its
+# port.
+all_alive() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill -0 "$pid" 2>/dev/null || die "a server exited right after starting (port taken?); logs in $SCRATCH: $(tail -n 3 "$SCRATCH"/*.log)"
+	done
+}
+
+# host_ticks: the host's busy and total CPU ticks, then irq+softirq ticks,
+# from /proc/stat.
+host_ticks() {
+	awk '/^cpu /{b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6, $7+$8; exit}' /proc/stat
+}
+
 # busiest: the 5 busiest processes over one second (top's second sample).
 busiest() {
 	top -b -n 2 -d 1 -w 200 2>/dev/null |
