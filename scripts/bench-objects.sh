@@ -107,6 +107,9 @@ WATCHDOG=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	# Output may go to a pipe whose reader Ctrl-C already ended (make run | tee):
+	# a write there must not kill the cleanup.
+	trap "" PIPE
 	set +e
 	local i pid
 	[[ -n $WATCHDOG ]] && kill "$WATCHDOG" 2>/dev/null && wait "$WATCHDOG" 2>/dev/null

@@ -77,6 +77,9 @@ PIDS=()   # everything this script started, in start order
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	# Output may go to a pipe whose reader Ctrl-C already ended (make run | tee):
+	# a write there must not kill the cleanup.
+	trap "" PIPE
 	set +e
 	local i pid
 	if [[ -n ${CUR_JOB:-} ]]; then

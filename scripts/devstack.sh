@@ -31,8 +31,6 @@ log() { echo "devstack: $*" >&2; }
 
 [[ -x $OBJCACHE_BIN ]] || die "$OBJCACHE_BIN not found or not executable; build it with: make build"
 
-
-
 MEMCACHED=$(find_bin memcached) || die "memcached not found; run scripts/ensure-deps.sh (apt-get install -y memcached)"
 PGBIN=$(pg_bin_dir) || die "PostgreSQL (initdb, pg_ctl) not found; run scripts/ensure-deps.sh (apt-get install -y postgresql postgresql-contrib)"
 PSQL=$PGBIN/psql
@@ -64,6 +62,9 @@ PG_STARTED=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	# Output may go to a pipe whose reader Ctrl-C already ended (make run | tee):
+	# a write there must not kill the cleanup.
+	trap "" PIPE
 	set +e
 	echo >&2
 	if [[ -n $OBJCACHE_PID ]] && kill -0 "$OBJCACHE_PID" 2>/dev/null; then
