@@ -521,12 +521,16 @@ func TestStatsShowTheObjectPath(t *testing.T) {
 	c.Send("get User:1 User:2 User:999999\r\n")
 	for c.ReadLine() != "END" {
 	}
-	time.Sleep(50 * time.Millisecond) // the hot tier applies its inserts asynchronously
-	c.Send("get User:1\r\ndelete User:2\r\nget User:999999\r\n")
-	for c.ReadLine() != "END" {
-	}
-	c.ReadLine()
-	c.ReadLine()
+	// The hot tier applies its inserts asynchronously: User:1 is answered
+	// by its node until the insert lands.
+	eventually(t, 5*time.Second, "User:1 answered by the hot tier", func() bool {
+		c.Send("get User:1\r\n")
+		for c.ReadLine() != "END" {
+		}
+		return readStats(t, c)["hot_hits"] != "0"
+	})
+	c.Send("delete User:2\r\nget User:999999\r\n")
+	c.Expect("DELETED\r\nEND\r\n")
 	stats := readStats(t, c)
 	for name, want := range map[string]string{
 		"loads": "3", "fills_stored": "3", "tombstones": "1", "negative_hits": "1", "hot_hits": "1",
@@ -534,6 +538,15 @@ func TestStatsShowTheObjectPath(t *testing.T) {
 	} {
 		if stats[name] != want {
 			t.Errorf("STAT %s = %q, want %s", name, stats[name], want)
+		}
+	}
+
+	c.Send("stats reset\r\n")
+	c.Expect("RESET\r\n")
+	stats = readStats(t, c)
+	for _, name := range []string{"loads", "fills_stored", "tombstones", "negative_hits", "hot_hits", "node_hits"} {
+		if stats[name] != "0" {
+			t.Errorf("after stats reset: STAT %s = %q, want 0", name, stats[name])
 		}
 	}
 }

@@ -88,6 +88,7 @@ func (s *Server) appendStats(dst []byte, args [][]byte) []byte {
 	case len(args) == 0:
 	case len(args) == 1 && string(args[0]) == "reset":
 		s.stats.reset()
+		s.objStats.reset()
 		return append(dst, protocol.Reset...)
 	default:
 		return append(dst, "ERROR\r\n"...)
@@ -123,6 +124,16 @@ func (s *Server) statList() []stat {
 		list = append(list, stat{name, "Loader counter " + name + ".", counters[name]})
 	}
 	return list
+}
+
+// reset zeroes every object counter, for "stats reset".
+func (ost *ObjectStats) reset() {
+	for _, c := range []*atomic.Uint64{
+		&ost.HotHits, &ost.HotMisses, &ost.NodeHits, &ost.NodeMisses, &ost.NegativeHits, &ost.Loads,
+		&ost.LoadErrors, &ost.Joined, &ost.FillsStored, &ost.FillsRefused, &ost.FillsSkipped, &ost.Tombstones,
+	} {
+		c.Store(0)
+	}
 }
 
 func (ost *ObjectStats) snapshot() []stat {
