@@ -15,12 +15,19 @@ type HotTier struct {
 	TTL      time.Duration // how long an entry is served without asking its node
 }
 
-// hotEntry is one object in the hot tier. It is never modified once made.
+// hotEntry is one object in the hot tier. It is never modified once put.
 type hotEntry struct {
-	flags uint32
-	cas   uint64 // the CAS value the node had, for gets
-	data  []byte
+	flags   uint32
+	cas     uint64 // the CAS value the node had, for gets
+	data    []byte
+	expires time.Duration // on the tier's clock; set by put
 }
+
+// entryOverhead is what an entry costs beyond its key and value bytes: the
+// hotEntry, ristretto's item and their slots in ristretto's maps. Measured
+// on amd64 with a full 128 MiB tier of 140-byte rows: about 425 bytes of
+// live heap per entry (BENCHMARKS.md, "Memory under sustained load").
+const entryOverhead = 272
 
 // hotTier keeps the hottest objects in process, so that a hit is answered
 // without the backend hop. It is safe for concurrent use.
@@ -31,9 +38,18 @@ type hotEntry struct {
 // epoch of its key's stripe; a reader notes the epoch before it reads the
 // node and puts its row in only if the epoch has not moved. A delete of
 // another key of the same stripe costs a missed insert, never a stale one.
+//
+// Entries expire on the tier's own clock, checked by get, rather than by
+// ristretto's TTL: ristretto files every insert with a TTL in a bucket per
+// expiry second and frees the bucket only when that second has passed, so
+// under churn its buckets hold every key inserted over the last ttl, not
+// only the keys cached, and memory grows with the insert rate instead of
+// staying within MaxBytes. An expired entry keeps its cost until it is
+// evicted or put again.
 type hotTier struct {
 	cache  *ristretto.Cache[[]byte, *hotEntry]
 	ttl    time.Duration
+	start  time.Time // the clock's zero; time.Since uses the monotonic clock
 	epochs [4096]atomic.Uint32
 }
 
@@ -42,14 +58,15 @@ func newHotTier(cfg HotTier) (*hotTier, error) {
 		return nil, nil
 	}
 	c, err := ristretto.NewCache(&ristretto.Config[[]byte, *hotEntry]{
-		NumCounters: max(cfg.MaxBytes/100, 1000), // about 10 counters per entry of ~1 KB
-		MaxCost:     cfg.MaxBytes,
-		BufferItems: 64,
+		NumCounters:        max(cfg.MaxBytes/100, 1000), // about 10 counters per entry of ~1 KB
+		MaxCost:            cfg.MaxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true, // put counts entryOverhead itself
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: hot tier: %w", err)
 	}
-	return &hotTier{cache: c, ttl: cfg.TTL}, nil
+	return &hotTier{cache: c, ttl: cfg.TTL, start: time.Now()}, nil
 }
 
 // stripe returns the epoch counter of key (FNV-1a).
@@ -64,7 +81,14 @@ func (h *hotTier) stripe(key []byte) *atomic.Uint32 {
 // epoch returns key's epoch, to pass to put.
 func (h *hotTier) epoch(key []byte) uint32 { return h.stripe(key).Load() }
 
-func (h *hotTier) get(key []byte) (*hotEntry, bool) { return h.cache.Get(key) }
+// get returns key's entry unless it is missing or expired.
+func (h *hotTier) get(key []byte) (*hotEntry, bool) {
+	e, ok := h.cache.Get(key)
+	if !ok || time.Since(h.start) >= e.expires {
+		return nil, false
+	}
+	return e, true
+}
 
 // put caches e under key unless key was deleted since epoch was read.
 //
@@ -77,8 +101,9 @@ func (h *hotTier) put(key []byte, e *hotEntry, epoch uint32) {
 	if stripe.Load() != epoch {
 		return
 	}
-	cost := int64(len(e.data) + len(key) + 64)
-	h.cache.SetWithTTL(key, e, cost, h.ttl) // ristretto keeps hashes of key, not key
+	e.expires = time.Since(h.start) + h.ttl
+	cost := int64(len(e.data) + len(key) + entryOverhead)
+	h.cache.Set(key, e, cost) // ristretto keeps hashes of key, not key
 	if stripe.Load() != epoch {
 		h.cache.Del(key)
 	}

@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func newTestHotTier(t *testing.T, maxBytes int64, ttl time.Duration) *hotTier {
+	t.Helper()
+	h, err := newHotTier(HotTier{MaxBytes: maxBytes, TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.close)
+	return h
+}
+
+func TestHotTierEntriesExpireAfterTheTTL(t *testing.T) {
+	h := newTestHotTier(t, 1<<20, 300*time.Millisecond)
+	key := []byte("User:1")
+	h.put(key, &hotEntry{data: []byte(`{"id":1}`)}, h.epoch(key))
+	h.cache.Wait()
+	if e, ok := h.get(key); !ok || string(e.data) != `{"id":1}` {
+		t.Fatalf("get right after put = %v, %v; want the entry", e, ok)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if e, ok := h.get(key); ok {
+		t.Fatalf("get after the ttl = %q; want a miss", e.data)
+	}
+	// Put again, the key is served again.
+	h.put(key, &hotEntry{data: []byte(`{"id":1,"v":2}`)}, h.epoch(key))
+	h.cache.Wait()
+	if e, ok := h.get(key); !ok || string(e.data) != `{"id":1,"v":2}` {
+		t.Fatalf("get after a new put = %v, %v; want the new entry", e, ok)
+	}
+}
+
+func TestHotTierDropKeepsAnOlderReadOut(t *testing.T) {
+	h := newTestHotTier(t, 1<<20, time.Minute)
+	key := []byte("User:7")
+	epoch := h.epoch(key) // a reader notes the epoch, then reads the node
+	h.drop(key)           // a delete lands meanwhile
+	h.put(key, &hotEntry{data: []byte("old row")}, epoch)
+	h.cache.Wait()
+	if e, ok := h.get(key); ok {
+		t.Fatalf("get = %q; a row read before the delete must not be served", e.data)
+	}
+}
+
+// TestHotTierMemoryStaysNearItsBound: a uniform load over more rows than
+// fit (every miss put back, as the object path does), with a ttl that
+// outlasts the test, grows the heap by about the tier's bound, not by what
+// was put.
+func TestHotTierMemoryStaysNearItsBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a million gets")
+	}
+	const maxBytes = 4 << 20
+	before := liveHeap()
+	h := newTestHotTier(t, maxBytes, time.Hour)
+	value := make([]byte, 140) // a row of make run's users table
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 1_000_000; i++ {
+		key := []byte("User:" + strconv.Itoa(rng.IntN(1_000_000)))
+		if _, ok := h.get(key); !ok {
+			h.put(key, &hotEntry{data: append([]byte(nil), value...)}, h.epoch(key))
+		}
+		if i%1000 == 0 {
+			h.cache.Wait() // ristretto drops puts when its buffers are full
+		}
+	}
+	h.cache.Wait()
+	grown := int64(liveHeap()) - int64(before)
+	t.Logf("live heap grew by %.1f MiB", float64(grown)/(1<<20))
+	// A million keys are ~150 MiB of keys and values; the tier holds 4 MiB
+	// of them, plus its counters and the maps' spare room.
+	if grown > 3*maxBytes {
+		t.Errorf("live heap grew by %.1f MiB for a %d MiB hot tier; want at most %d MiB",
+			float64(grown)/(1<<20), maxBytes>>20, 3*maxBytes>>20)
+	}
+	runtime.KeepAlive(h)
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
