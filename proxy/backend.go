@@ -19,6 +19,9 @@ var (
 	ErrBackendTimeout = errors.New("proxy: backend timeout")
 	ErrQueueFull      = errors.New("proxy: backend queue full")
 	ErrShutdown       = errors.New("proxy: shutting down")
+
+	// errRedial ends a connection that redial replaces.
+	errRedial = errors.New("proxy: connection replaced")
 )
 
 // call is one request to a backend and, once done, its reply. The client
@@ -103,14 +106,15 @@ type pipe struct {
 	inflight chan *call // calls sent on conn, in write order; read by run
 	buf      []byte     // requests waiting for the next write
 	spare    []byte     // the buffer of the previous write, for reuse
+	gen      uint64     // counts the connections attached
 
-	wake  chan struct{} // signals the writer that buf has requests
-	retry chan struct{} // cuts short the wait before the next connection attempt
+	wake   chan struct{} // signals the writer that buf has requests
+	redial chan struct{} // asks run for a new connection now (see redial)
 }
 
 func newPipe(addr string, cfg pipeConfig) *pipe {
 	d := &net.Dialer{Timeout: cfg.connectTimeout}
-	return &pipe{addr: addr, cfg: cfg, dial: d.DialContext, stop: make(chan struct{}), wake: make(chan struct{}, 1), retry: make(chan struct{}, 1)}
+	return &pipe{addr: addr, cfg: cfg, dial: d.DialContext, stop: make(chan struct{}), wake: make(chan struct{}, 1), redial: make(chan struct{}, 1)}
 }
 
 // send queues c's request for the pipe's writer. It never waits for the
@@ -212,10 +216,10 @@ func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 		if p.stopped() {
 			return
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errRedial) {
 			select {
 			case <-time.After(p.cfg.retryInterval):
-			case <-p.retry:
+			case <-p.redial:
 			case <-p.stop:
 				return
 			}
@@ -226,19 +230,30 @@ func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 	}
 }
 
-// kick makes a pipe that waits to reconnect try at once.
-func (p *pipe) kick() {
+// requestRedial asks for a new connection at once: the current one, if
+// any, is dropped (calls still in flight on it fail), and a pipe that waits
+// to reconnect tries now. Pair it with generation and connectedAfter to
+// wait for the new connection.
+func (p *pipe) requestRedial() {
 	select {
-	case p.retry <- struct{}{}:
+	case p.redial <- struct{}{}:
 	default:
 	}
 }
 
-// connected reports whether the pipe has a connection.
-func (p *pipe) connected() bool {
+// generation counts the connections the pipe has had.
+func (p *pipe) generation() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.conn != nil
+	return p.gen
+}
+
+// connectedAfter reports whether the pipe has a connection newer than
+// generation gen.
+func (p *pipe) connectedAfter(gen uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn != nil && p.gen != gen
 }
 
 func (p *pipe) stopped() bool {
@@ -267,8 +282,13 @@ func (p *pipe) connect() (net.Conn, error) {
 // calls in flight.
 func (p *pipe) attach(conn net.Conn) chan *call {
 	inflight := make(chan *call, p.cfg.queueSize)
+	select {
+	case <-p.redial: // asked for before conn was made: conn is the new one
+	default:
+	}
 	p.mu.Lock()
 	p.conn, p.inflight = conn, inflight
+	p.gen++
 	p.mu.Unlock()
 	return inflight
 }
@@ -290,6 +310,8 @@ func (p *pipe) serve(conn net.Conn, inflight chan *call) error {
 			}
 		case <-p.stop:
 			err = ErrShutdown
+		case <-p.redial:
+			err = errRedial
 		}
 	}
 

@@ -99,7 +99,8 @@ func (h *health) rebuild() {
 	h.s.stats.EjectedNodes.Store(int64(n))
 }
 
-// probe waits for ejected node i to answer, flushes it and readmits it.
+// probe waits for ejected node i to answer, flushes it, gives its pipes new
+// connections and readmits it.
 func (h *health) probe(i int) {
 	n := h.t.nodes[i]
 	for {
@@ -112,7 +113,10 @@ func (h *health) probe(i int) {
 			h.s.logDebug("backend still out", "backend", n.addr, "err", err)
 			continue
 		}
-		n.reconnect(h.t.cfg.ConnectTimeout)
+		if !n.redial(h.t.cfg.ConnectTimeout) {
+			h.s.logDebug("backend answered, but its pipes did not reconnect", "backend", n.addr)
+			continue
+		}
 		h.mu.Lock()
 		n.fails.Store(0)
 		h.ejected[i] = false

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,10 +21,11 @@ func TestKilledNodeIsEjectedUnderLoad(t *testing.T) {
 	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
 		c.RetryInterval = 200 * time.Millisecond
 		c.Timeout = 500 * time.Millisecond
+		c.Logger = slog.New(slog.NewTextHandler(testLog{t}, nil))
 	})
 	type sample struct {
 		at  time.Time
-		err bool
+		err string // the SERVER_ERROR line, if any
 	}
 	var mu sync.Mutex
 	var samples []sample
@@ -38,13 +40,13 @@ func TestKilledNodeIsEjectedUnderLoad(t *testing.T) {
 				k := fmt.Sprintf("w%d-k%d", w, i%50)
 				c.Send(setCmd(k, "v") + "get " + k + "\r\n")
 				lines := []string{c.ReadLine(), c.ReadLine()}
-				bad := false
+				bad := ""
 				for _, l := range lines {
 					if strings.HasPrefix(l, "SERVER_ERROR") {
-						bad = true
+						bad = l
 					}
 				}
-				if !bad && lines[1] == "VALUE "+k+" 0 1" {
+				if bad == "" && lines[1] == "VALUE "+k+" 0 1" {
 					c.ReadLine() // v
 					c.ReadLine() // END
 				}
@@ -68,7 +70,8 @@ func TestKilledNodeIsEjectedUnderLoad(t *testing.T) {
 	for _, s := range samples {
 		total++
 		switch {
-		case !s.err:
+		case s.err == "":
+			continue
 		case s.at.Before(killed.Add(3 * time.Second)):
 			around++
 		case s.at.Before(restarted):
@@ -76,14 +79,15 @@ func TestKilledNodeIsEjectedUnderLoad(t *testing.T) {
 		default:
 			afterRestart++
 		}
+		t.Logf("%v after the kill: %s", s.at.Sub(killed).Round(time.Millisecond), s.err)
 	}
 	t.Logf("%d requests; errors: %d in the 3 s after the kill, %d later, %d after the restart; ejections %d",
 		total, around, after, afterRestart, srv.Stats().Ejections.Load())
 	if after != 0 || afterRestart != 0 {
 		t.Errorf("errors from 3 s after the kill on: %d before the restart, %d after; want none", after, afterRestart)
 	}
-	if srv.Stats().Ejections.Load() == 0 {
-		t.Error("the killed node was never ejected")
+	if n := srv.Stats().Ejections.Load(); n != 1 {
+		t.Errorf("%d ejections, want 1: ejected once, and back for good after the restart", n)
 	}
 	if got := srv.Stats().EjectedNodes.Load(); got != 0 {
 		t.Errorf("%d nodes still ejected after the restart, want 0", got)
@@ -128,4 +132,49 @@ func TestUnreachableNodeRejoinsFlushed(t *testing.T) {
 	direct := testsupport.Dial(t, ms[0].Addr)
 	direct.Send("get " + key + "\r\n")
 	direct.Expect("END\r\n")
+}
+
+// TestRestartedNodeRejoinsWithNewConnections: a node killed while one of its
+// pipes sat idle (that pipe cannot notice) is ejected, and once restarted it
+// rejoins with a new connection on every pipe: no request fails on a
+// connection that died while the node was out.
+func TestRestartedNodeRejoinsWithNewConnections(t *testing.T) {
+	ms, addrs := startNodes(t, 3)
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.RetryInterval = 100 * time.Millisecond
+		c.BackendConnections = 2
+	})
+	key := keysOn(ringOf(t, addrs), 0, "fresh", 1)[0]
+	// Client connections take the pipes in turn: one for each.
+	conns := []*testsupport.Conn{testsupport.Dial(t, addr), testsupport.Dial(t, addr)}
+	for _, c := range conns {
+		c.Send("get " + key + "\r\n")
+		c.Expect("END\r\n")
+	}
+
+	ms[0].Kill()
+	eventually(t, 5*time.Second, "the killed node is ejected", func() bool {
+		conns[0].Send("get " + key + "\r\n")
+		conns[0].ReadLine() // SERVER_ERROR, then END from the next node
+		return srv.Stats().EjectedNodes.Load() == 1
+	})
+	ms[0].Restart(t)
+	eventually(t, 5*time.Second, "the node rejoins", func() bool { return srv.Stats().EjectedNodes.Load() == 0 })
+	for i, c := range conns {
+		c.Send("get " + key + "\r\n")
+		if line := c.ReadLine(); line != "END" {
+			t.Errorf("client connection %d: get after the rejoin = %q, want END", i, line)
+		}
+	}
+	if n := srv.Stats().Ejections.Load(); n != 1 {
+		t.Errorf("%d ejections, want 1: the node rejoins for good", n)
+	}
+}
+
+// testLog writes a proxy's log lines to the test's log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
 }

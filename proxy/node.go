@@ -62,18 +62,26 @@ func (n *node) observe(err error) {
 	}
 }
 
-// reconnect has the pipes that are not connected try again now, and waits
-// (for at most timeout) until every pipe is connected.
-func (n *node) reconnect(timeout time.Duration) {
-	for _, p := range n.pipes {
-		p.kick()
+// redial gives every pipe a new connection and waits (for at most timeout)
+// until each has it; it reports whether each has. A node that was out may
+// have died and come back while its pipes sat idle, and an idle pipe does
+// not notice that its connection is dead until a request fails on it.
+func (n *node) redial(timeout time.Duration) bool {
+	gens := make([]uint64, len(n.pipes))
+	for i, p := range n.pipes {
+		gens[i] = p.generation()
+		p.requestRedial()
 	}
 	deadline := time.Now().Add(timeout)
-	for _, p := range n.pipes {
-		for !p.connected() && time.Now().Before(deadline) {
+	for i, p := range n.pipes {
+		for !p.connectedAfter(gens[i]) {
+			if time.Now().After(deadline) {
+				return false
+			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+	return true
 }
 
 // close stops the node's pipes and waits for their goroutines; calls in
