@@ -208,15 +208,19 @@ func (p *pipe) start(wg *sync.WaitGroup) {
 
 // run serves one connection after another: it reads replies until the
 // connection fails, then reconnects, failing calls fast while it cannot.
+// After a connection that answered, it dials again at once (a backend that
+// restarted is back already); after a failed attempt, or a connection that
+// never answered, it waits retryInterval.
 func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 	for {
+		answered := false
 		if err == nil {
-			err = p.serve(conn, inflight)
+			answered, err = p.serve(conn, inflight)
 		}
 		if p.stopped() {
 			return
 		}
-		if err != nil && !errors.Is(err, errRedial) {
+		if !answered && !errors.Is(err, errRedial) {
 			select {
 			case <-time.After(p.cfg.retryInterval):
 			case <-p.redial:
@@ -294,11 +298,10 @@ func (p *pipe) attach(conn net.Conn) chan *call {
 }
 
 // serve reads conn's replies until it fails or the pipe is closed; then it
-// detaches conn and fails the calls still in flight. It returns the error
-// that ended the connection.
-func (p *pipe) serve(conn net.Conn, inflight chan *call) error {
+// detaches conn and fails the calls still in flight. It returns whether
+// conn answered at least once, and the error that ended it.
+func (p *pipe) serve(conn net.Conn, inflight chan *call) (answered bool, err error) {
 	br := bufio.NewReaderSize(&deadlineReader{conn: conn, timeout: p.cfg.timeout}, 64<<10)
-	var err error
 	for err == nil {
 		select {
 		case c := <-inflight:
@@ -306,6 +309,7 @@ func (p *pipe) serve(conn net.Conn, inflight chan *call) error {
 			if err != nil {
 				c.finish(classify(err))
 			} else {
+				answered = true
 				c.finish(nil)
 			}
 		case <-p.stop:
@@ -326,7 +330,7 @@ func (p *pipe) serve(conn net.Conn, inflight chan *call) error {
 		case c := <-inflight:
 			c.finish(fail)
 		default:
-			return err
+			return answered, err
 		}
 	}
 }

@@ -171,6 +171,35 @@ func TestRestartedNodeRejoinsWithNewConnections(t *testing.T) {
 	}
 }
 
+// TestPipesRedialAtOnceAfterARestart: a node restarted faster than it is
+// ejected costs each pipe at most the request that finds its connection
+// dead; the next one is served, well before the retry interval.
+func TestPipesRedialAtOnceAfterARestart(t *testing.T) {
+	ms, addrs := startNodes(t, 2)
+	_, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.RetryInterval = time.Minute // a pipe that waited would fail every request here
+		c.ServerFailureLimit = -1     // never ejected: the pipes alone must recover
+		c.BackendConnections = 2
+	})
+	key := keysOn(ringOf(t, addrs), 0, "restart", 1)[0]
+	conns := []*testsupport.Conn{testsupport.Dial(t, addr), testsupport.Dial(t, addr)} // one per pipe
+	for _, c := range conns {
+		c.Send(setCmd(key, "v"))
+		c.Expect("STORED\r\n")
+	}
+	ms[0].Restart(t)
+	for i, c := range conns {
+		c.Send("get " + key + "\r\n")
+		if line := c.ReadLine(); line != "END" && line != "SERVER_ERROR backend unavailable" {
+			t.Fatalf("client connection %d: first get after the restart = %q", i, line)
+		}
+		eventually(t, 2*time.Second, "the pipe reconnected", func() bool {
+			c.Send("get " + key + "\r\n")
+			return c.ReadLine() == "END" // the restarted node is empty
+		})
+	}
+}
+
 // testLog writes a proxy's log lines to the test's log.
 type testLog struct{ t *testing.T }
 
