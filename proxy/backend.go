@@ -20,7 +20,7 @@ var (
 	ErrQueueFull      = errors.New("proxy: backend queue full")
 	ErrShutdown       = errors.New("proxy: shutting down")
 
-	// errRedial ends a connection that redial replaces.
+	// errRedial ends a connection that requestRedial replaces.
 	errRedial = errors.New("proxy: connection replaced")
 )
 
@@ -109,7 +109,7 @@ type pipe struct {
 	gen      uint64     // counts the connections attached
 
 	wake   chan struct{} // signals the writer that buf has requests
-	redial chan struct{} // asks run for a new connection now (see redial)
+	redial chan struct{} // asks run for a new connection now (see requestRedial)
 }
 
 func newPipe(addr string, cfg pipeConfig) *pipe {
