@@ -23,7 +23,7 @@ const (
 	KeyBigint KeyType = iota + 1 // bigint (int8), ids in decimal
 	KeyInt                       // integer (int4), ids in decimal
 	KeyText                      // text or varchar, ids as they are
-	KeyUUID                      // uuid, ids hyphenated, any case
+	KeyUUID                      // uuid, ids hyphenated, lower case
 )
 
 // String returns the PostgreSQL name of the type.
@@ -42,8 +42,9 @@ func (k KeyType) String() string {
 }
 
 // ID is an id parsed for a model's key type. IDs are comparable: two IDs are
-// equal exactly when they name the same row, so "550E8400-…" and
-// "550e8400-…" give equal IDs. The zero ID is valid for no model.
+// equal exactly when they name the same row (ParseID accepts one text per
+// value, so they are also equal exactly when their keys are). The zero ID is
+// valid for no model.
 type ID struct {
 	kind KeyType
 	num  int64    // KeyBigint, KeyInt
@@ -66,12 +67,21 @@ func (id ID) String() string {
 }
 
 // ParseID parses id, the part of a key after "Name:", for m's key type. It
-// returns ErrBadID unless id is the canonical text of a value of that type:
+// returns ErrBadID unless id is the canonical text of a value of that type,
+// the text PostgreSQL prints for it (key::text):
 //
-//   - bigint, integer: decimal as PostgreSQL prints it ("42", "-7"); no
-//     sign "+", no leading zeros, no spaces, within the column's range;
-//   - uuid: 36 characters, hyphenated 8-4-4-4-12, hex digits in any case;
+//   - bigint, integer: decimal ("42", "-7"); no sign "+", no leading zeros,
+//     no spaces, within the column's range;
+//   - uuid: 36 characters, hyphenated 8-4-4-4-12, hex digits in lower case
+//     ("550e8400-e29b-41d4-a716-446655440000"); PostgreSQL would read
+//     "550E8400-…" as the same value, but it is not a valid id here;
 //   - text: any valid UTF-8 without NUL bytes (PostgreSQL refuses others).
+//
+// So each row has exactly one key: two keys that PostgreSQL would read as
+// the same value (differing in case, or "042" and "42") would be two cache
+// entries for one row, and a delete of one would leave the other stale. An
+// id that is not canonical is no object key at all (the proxy passes the
+// key through as a plain key).
 //
 // ParseID does not allocate for integer and uuid keys.
 func (m *Model) ParseID(id []byte) (ID, error) {
@@ -140,7 +150,8 @@ func parseCanonicalInt(b []byte, bits int) (int64, bool) {
 // uuidHyphens are the positions of the hyphens in a uuid's text.
 var uuidHyphens = [4]int{8, 13, 18, 23}
 
-// parseUUID parses the 36-character hyphenated form, in either case.
+// parseUUID parses the 36-character hyphenated form in lower case, the
+// only text PostgreSQL prints for a uuid.
 func parseUUID(b []byte) ([16]byte, bool) {
 	var u [16]byte
 	if len(b) != 36 {
@@ -169,14 +180,13 @@ func parseUUID(b []byte) ([16]byte, bool) {
 	return u, true
 }
 
+// unhex returns the value of the lower-case hex digit c.
 func unhex(c byte) (byte, bool) {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0', true
 	case 'a' <= c && c <= 'f':
 		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
 	}
 	return 0, false
 }

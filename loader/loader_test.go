@@ -132,7 +132,7 @@ func TestLoadEachKeyType(t *testing.T) {
 		{"Small", KeyInt, pgx.Identifier{"small"}, "id", []string{"2147483647", "-2147483648", "1", "2"}},
 		{"Txt", KeyText, pgx.Identifier{"txt"}, "code", []string{"a", "a:b", "ünï code", "", "UPPER", "upper", "042", "42"}},
 		{"Vc", KeyText, pgx.Identifier{"vc"}, "code", []string{"x", "y y", "z"}},
-		{"UU", KeyUUID, pgx.Identifier{"uu"}, "id", []string{"550E8400-E29B-41D4-A716-446655440000", "00000000-0000-0000-0000-000000000000"}},
+		{"UU", KeyUUID, pgx.Identifier{"uu"}, "id", []string{"550e8400-e29b-41d4-a716-446655440000", "00000000-0000-0000-0000-000000000000"}},
 		{"User", KeyBigint, pgx.Identifier{"App", "Users"}, "Id", []string{"1", "2"}},
 		{"Odd", KeyBigint, pgx.Identifier{"odd"}, "id", []string{"1"}},
 	} {
@@ -335,4 +335,28 @@ func TestCloseEndsEveryGoroutineItStarted(t *testing.T) {
 	}
 	l.Close()
 	waitFor(t, "the goroutines are gone", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestUUIDIDsAreOnlyTheTextPostgreSQLPrints: an upper-case uuid would be a
+// second memcached key for the row, which a delete of the lower-case key
+// would leave stale, so it is no object key at all.
+func TestUUIDIDsAreOnlyTheTextPostgreSQLPrints(t *testing.T) {
+	db := newTestDB(t)
+	db.exec(t, `CREATE TABLE uu (id uuid PRIMARY KEY, v int);
+		INSERT INTO uu VALUES ('550e8400-e29b-41d4-a716-446655440000', 1)`)
+	l := newLoader(t, db.dsn, Config{Models: []Model{{Name: "UU", Table: "uu", Key: "id"}}})
+	var printed []byte
+	if err := db.conn.QueryRow(context.Background(), "SELECT id::text FROM uu").Scan(&printed); err != nil {
+		t.Fatal(err)
+	}
+	if !l.ValidID("UU", printed) {
+		t.Errorf("ValidID(%q), the text PostgreSQL prints, = false", printed)
+	}
+	upper := []byte(strings.ToUpper(string(printed)))
+	if l.ValidID("UU", upper) {
+		t.Errorf("ValidID(%q) = true; PostgreSQL prints %q", upper, printed)
+	}
+	if _, err := l.LoadRows(context.Background(), "UU", [][]byte{upper}); !errors.Is(err, ErrBadID) {
+		t.Errorf("LoadRows(%q): %v, want ErrBadID", upper, err)
+	}
 }
