@@ -360,3 +360,27 @@ func TestUUIDIDsAreOnlyTheTextPostgreSQLPrints(t *testing.T) {
 		t.Errorf("LoadRows(%q): %v, want ErrBadID", upper, err)
 	}
 }
+
+// TestSQLErrorIsNotUnavailable: a database that answers with an error about
+// the query (here its key column was dropped after New) is not down: the
+// error names the cause and does not wrap ErrUnavailable.
+func TestSQLErrorIsNotUnavailable(t *testing.T) {
+	db := newTestDB(t)
+	db.itemsTable(t, 10)
+	l := newLoader(t, db.dsn, Config{})
+	m := model(t, l, "Item")
+	mustLoad(t, l, m, ids(t, m, "1")) // connected and prepared
+
+	db.exec(t, "ALTER TABLE items DROP COLUMN id")
+	for attempt := range 2 {
+		start := time.Now()
+		_, err := load(l, m, ids(t, m, "2"))
+		t.Logf("%v after %v", err, time.Since(start))
+		if err == nil || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "42703") {
+			t.Errorf("Load %d after the key column was dropped: %v; want SQLSTATE 42703, not ErrUnavailable", attempt, err)
+		}
+	}
+	if st := l.Stats(); st.Errors != 2 || st.Unavailable != 0 {
+		t.Errorf("stats %+v; want 2 errors, none unavailable", st)
+	}
+}
