@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -72,58 +73,74 @@ func splitTable(table string) (pgx.Identifier, error) {
 const (
 	tableSQL = `SELECT c.oid, c.relkind::text, has_table_privilege(c.oid, 'SELECT')
 FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)`
-	columnSQL = `SELECT a.atttypid, format_type(a.atttypid, a.atttypmod)
+	columnSQL = `SELECT a.attnum, a.atttypid, format_type(a.atttypid, a.atttypmod)
 FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`
+	// uniqueSQL: is there a valid unique index (a primary key's included)
+	// whose only key column is the column, with no predicate and no
+	// expression? Only such an index makes the column's values unique.
+	uniqueSQL = `SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
+WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+  AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = $2)`
 )
 
-// resolve checks m against the catalog, sets m.KeyType and returns its table
-// as an identifier.
-func resolve(ctx context.Context, pool *pgxpool.Pool, m *Model) (pgx.Identifier, error) {
-	table, err := splitTable(m.Table)
-	if err != nil {
-		return nil, fmt.Errorf("loader: model %q: %w", m.Name, err)
-	}
-	oid, err := lookUpTable(ctx, pool, m.Name, table)
-	if err != nil {
-		return nil, err
-	}
-	m.KeyType, err = lookUpKey(ctx, pool, m.Name, table, oid, m.Key)
-	if err != nil {
-		return nil, err
-	}
-	return table, nil
+// column is what the catalog says of a model's table and key column.
+type column struct {
+	table   pgx.Identifier
+	oid     uint32 // the table's
+	relkind string // the table's: r, p, v, m or f
+	attnum  int16  // the key column's
+	unique  bool   // a unique index covers the key column alone
 }
 
-// lookUpTable returns the oid of a table, view or materialized view that
-// the current user may read.
-func lookUpTable(ctx context.Context, pool *pgxpool.Pool, model string, table pgx.Identifier) (uint32, error) {
-	var (
-		oid       uint32
-		relkind   string
-		canSelect bool
-	)
-	err := pool.QueryRow(ctx, tableSQL, table.Sanitize()).Scan(&oid, &relkind, &canSelect)
+// resolve checks m against the catalog, sets m.KeyType and returns what
+// the catalog says of its table and key.
+func resolve(ctx context.Context, pool *pgxpool.Pool, m *Model) (column, error) {
+	var c column
+	var err error
+	if c.table, err = splitTable(m.Table); err != nil {
+		return c, fmt.Errorf("loader: model %q: %w", m.Name, err)
+	}
+	if err = lookUpTable(ctx, pool, m.Name, &c); err != nil {
+		return c, err
+	}
+	if m.KeyType, err = lookUpKey(ctx, pool, m.Name, &c, m.Key); err != nil {
+		return c, err
+	}
+	if err = pool.QueryRow(ctx, uniqueSQL, c.oid, c.attnum).Scan(&c.unique); err != nil {
+		return c, catalogError(m.Name, "look up the key's unique index", err)
+	}
+	return c, nil
+}
+
+// lookUpTable sets c.oid and c.relkind of c.table, a table, view or
+// materialized view that the current user may read.
+func lookUpTable(ctx context.Context, pool *pgxpool.Pool, model string, c *column) error {
+	var canSelect bool
+	table := c.table.Sanitize()
+	err := pool.QueryRow(ctx, tableSQL, table).Scan(&c.oid, &c.relkind, &canSelect)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return 0, fmt.Errorf("loader: model %q: table %s does not exist (names are case-sensitive)", model, table.Sanitize())
+		return fmt.Errorf("loader: model %q: table %s does not exist (names are case-sensitive)", model, table)
 	case err != nil:
-		return 0, catalogError(model, "look up table", err)
-	case len(relkind) != 1 || !strings.Contains("rpvmf", relkind):
-		return 0, fmt.Errorf("loader: model %q: %s is not a table or view (relkind %q)", model, table.Sanitize(), relkind)
+		return catalogError(model, "look up table", err)
+	case len(c.relkind) != 1 || !strings.Contains("rpvmf", c.relkind):
+		return fmt.Errorf("loader: model %q: %s is not a table or view (relkind %q)", model, table, c.relkind)
 	case !canSelect:
-		return 0, fmt.Errorf("loader: model %q: no SELECT privilege on table %s", model, table.Sanitize())
+		return fmt.Errorf("loader: model %q: no SELECT privilege on table %s", model, table)
 	}
-	return oid, nil
+	return nil
 }
 
-// lookUpKey returns the key type of column key of the table with oid.
-func lookUpKey(ctx context.Context, pool *pgxpool.Pool, model string, table pgx.Identifier, oid uint32, key string) (KeyType, error) {
+// lookUpKey sets c.attnum of column key of c's table and returns its key
+// type.
+func lookUpKey(ctx context.Context, pool *pgxpool.Pool, model string, c *column, key string) (KeyType, error) {
 	var (
 		typ     uint32
 		typName string
+		table   = c.table
 	)
-	err := pool.QueryRow(ctx, columnSQL, oid, key).Scan(&typ, &typName)
+	err := pool.QueryRow(ctx, columnSQL, c.oid, key).Scan(&c.attnum, &typ, &typName)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return 0, fmt.Errorf("loader: model %q: table %s has no key column %s (names are case-sensitive)", model, table.Sanitize(), pgx.Identifier{key}.Sanitize())
@@ -142,6 +159,20 @@ func lookUpKey(ctx context.Context, pool *pgxpool.Pool, model string, table pgx.
 	}
 	return 0, fmt.Errorf("loader: model %q: key column %s of %s is %s; want bigint, integer, text, varchar or uuid",
 		model, pgx.Identifier{key}.Sanitize(), table.Sanitize(), typName)
+}
+
+// warnIfNotUnique logs a warning when nothing makes m's key unique: of rows
+// with the same key, a get would return whichever the query met first.
+func warnIfNotUnique(log *slog.Logger, m *Model, c column) {
+	if c.unique {
+		return
+	}
+	why := "no unique index or primary key has it as its only column"
+	if c.relkind == "v" || c.relkind == "f" {
+		why = "a view or foreign table has no index to check"
+	}
+	log.Warn("key column has no unique index; rows with the same key make a get return any one of them",
+		"model", m.Name, "table", c.table.Sanitize(), "key", m.Key, "why", why)
 }
 
 // catalogError wraps the failure of a catalog look-up, in ErrUnavailable

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,12 @@ type Config struct {
 	QueryTimeout time.Duration // bounds each query, connecting included; 0 means 2s
 	BatchWindow  time.Duration // how long a batch waits for more ids before its query; 0 means 200µs
 	MaxBatch     int           // ids per query; 0 means 500
+
+	// Logger receives what the Loader has to say outside any call: at New,
+	// a warning for each model whose key column no unique index covers
+	// (rows with the same key make a get return any one of them). Nil
+	// means slog.Default().
+	Logger *slog.Logger
 }
 
 // withDefaults returns c with every zero limit replaced by its default.
@@ -80,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 500
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	return c
 }
@@ -102,7 +112,9 @@ type Loader struct {
 // returns a Loader, or an error naming the first model that is wrong: a
 // name that is empty, repeated or holds ':' or a space; a table that does
 // not exist or cannot be read; a key column that does not exist or is not
-// bigint, integer, text, varchar or uuid. Close the Loader when done.
+// bigint, integer, text, varchar or uuid. A key column that no unique index
+// covers alone is accepted with a warning to Config.Logger. Close the Loader
+// when done.
 func New(ctx context.Context, cfg Config) (*Loader, error) {
 	cfg = cfg.withDefaults()
 	if err := checkModels(cfg.Models); err != nil {
@@ -122,12 +134,13 @@ func New(ctx context.Context, cfg Config) (*Loader, error) {
 	}
 	for i := range l.models {
 		m := &l.models[i]
-		table, err := resolve(ctx, pool, m)
+		c, err := resolve(ctx, pool, m)
 		if err != nil {
 			pool.Close()
 			return nil, err
 		}
-		l.batchers[m.Name] = newBatcher(l, m, selectSQL(table, m.Key))
+		warnIfNotUnique(cfg.Logger, m, c)
+		l.batchers[m.Name] = newBatcher(l, m, selectSQL(c.table, m.Key))
 	}
 	for _, b := range l.batchers {
 		l.wg.Add(1)

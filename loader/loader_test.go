@@ -384,3 +384,50 @@ func TestSQLErrorIsNotUnavailable(t *testing.T) {
 		t.Errorf("stats %+v; want 2 errors, none unavailable", st)
 	}
 }
+
+// TestNewWarnsWhenTheKeyMayNotBeUnique: rows with the same key make a get
+// return an arbitrary one of them, so New warns about a key column that no
+// unique index covers alone (a view's cannot be checked).
+func TestNewWarnsWhenTheKeyMayNotBeUnique(t *testing.T) {
+	db := newTestDB(t)
+	db.exec(t, `CREATE TABLE pk (id bigint PRIMARY KEY);
+		CREATE TABLE uniq_index (id bigint); CREATE UNIQUE INDEX ON uniq_index (id);
+		CREATE TABLE uniq_include (id bigint, v text); CREATE UNIQUE INDEX ON uniq_include (id) INCLUDE (v);
+		CREATE TABLE no_index (id bigint);
+		CREATE TABLE plain_index (id bigint); CREATE INDEX ON plain_index (id);
+		CREATE TABLE pair (id bigint, v text, UNIQUE (id, v));
+		CREATE TABLE partial (id bigint); CREATE UNIQUE INDEX ON partial (id) WHERE id > 0;
+		CREATE TABLE expr (id text); CREATE UNIQUE INDEX ON expr (lower(id));
+		CREATE TABLE other_column (id bigint, v text UNIQUE);
+		CREATE VIEW a_view AS SELECT id FROM pk`)
+	for _, tc := range []struct {
+		table string
+		key   string
+		warn  bool
+	}{
+		{"pk", "id", false},
+		{"uniq_index", "id", false},
+		{"uniq_include", "id", false},
+		{"no_index", "id", true},
+		{"plain_index", "id", true},
+		{"pair", "id", true},
+		{"partial", "id", true},
+		{"expr", "id", true},
+		{"other_column", "id", true},
+		{"a_view", "id", true},
+	} {
+		t.Run(tc.table, func(t *testing.T) {
+			var logs logBuffer
+			newLoader(t, db.dsn, Config{
+				Models: []Model{{Name: "M", Table: tc.table, Key: tc.key}},
+				Logger: logs.logger(),
+			})
+			warned := strings.Contains(logs.String(), "level=WARN") &&
+				strings.Contains(logs.String(), "no unique index") &&
+				strings.Contains(logs.String(), "model=M")
+			if warned != tc.warn {
+				t.Errorf("table %s: warned %v, want %v; log:\n%s", tc.table, warned, tc.warn, logs.String())
+			}
+		})
+	}
+}
