@@ -251,10 +251,12 @@ func (r *Request) parseVerbosity(n int) {
 		return
 	}
 	r.setNoReply(n)
-	if _, ok := ParseUint32(r.tokens[1]); !ok {
+	level, ok := ParseUint32(r.tokens[1])
+	if !ok {
 		r.fail(replyBadFormat)
 		return
 	}
 	r.Command = CmdVerbosity
+	r.Level = level
 	r.Args = append(r.Args, r.tokens[1])
 }

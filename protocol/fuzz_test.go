@@ -114,7 +114,7 @@ func fuzzParseAll(t *testing.T, p *Parser, inLen int) ([]string, error) {
 // same request to a backend parsing it as memcached does, without noreply.
 func checkForwardReparses(t *testing.T, req *Request) {
 	var b []byte
-	b = append(b, req.Forward()...)
+	b = req.AppendForward(b)
 	b = append(b, "\r\n"...)
 	b = append(b, req.Data...)
 	p := NewParser(bufio.NewReaderSize(bytes.NewReader(b), 16<<10))

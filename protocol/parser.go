@@ -66,7 +66,6 @@ func (p *Parser) Parse(req *Request) error {
 	if i := bytes.IndexByte(req.Line, 0); i >= 0 {
 		req.Line = req.Line[:i]
 	}
-	req.fwd = len(req.Line)
 	if err := req.parseLine(); err != nil {
 		return err
 	}
@@ -173,6 +172,7 @@ func (p *Parser) readData(req *Request) error {
 	}
 	n := req.Bytes + 2
 	if req.Bytes > max {
+		req.Unlink = req.Command == CmdSet
 		req.fail(replyTooLarge)
 		_, err := p.r.Discard(n)
 		return err

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -38,7 +39,8 @@ type parsed struct {
 	Cas     uint64
 	Delta   uint64
 	NoReply bool
-	Fwd     string // Forward()
+	Unlink  bool
+	Fwd     string // AppendForward() of a valid request; Line of an error
 	Value   string // Value(), storage commands only
 	Reply   string
 }
@@ -46,8 +48,11 @@ type parsed struct {
 func snapshot(r *Request) parsed {
 	p := parsed{
 		Cmd: r.Command, Flags: r.Flags, Exptime: r.Exptime, Bytes: r.Bytes,
-		Cas: r.Cas, Delta: r.Delta, NoReply: r.NoReply,
-		Fwd: string(r.Forward()), Reply: string(r.Reply),
+		Cas: r.Cas, Delta: r.Delta, NoReply: r.NoReply, Unlink: r.Unlink,
+		Fwd: string(r.AppendForward(nil)), Reply: string(r.Reply),
+	}
+	if r.Command == CmdError {
+		p.Fwd = string(r.Line)
 	}
 	for _, k := range r.Keys {
 		p.Keys = append(p.Keys, string(k))
@@ -62,14 +67,14 @@ func snapshot(r *Request) parsed {
 }
 
 // fails is the request memcached answers with reply (nothing when reply is
-// ""), for a line forwarded as fwd.
-func fails(reply, fwd string) parsed {
-	return parsed{Cmd: CmdError, Reply: reply, Fwd: fwd}
+// ""), for the request line line.
+func fails(reply, line string) parsed {
+	return parsed{Cmd: CmdError, Reply: reply, Fwd: line}
 }
 
 // failsSilently is an error request with noreply: memcached sends nothing.
-func failsSilently(fwd string) parsed {
-	return parsed{Cmd: CmdError, NoReply: true, Fwd: fwd}
+func failsSilently(line string) parsed {
+	return parsed{Cmd: CmdError, NoReply: true, Fwd: line}
 }
 
 func keys(k ...string) []string { return k }
@@ -132,7 +137,7 @@ func TestParseRetrieval(t *testing.T) {
 		{"gets", "gets a b\r\n",
 			[]parsed{{Cmd: CmdGets, Keys: keys("a", "b"), Fwd: "gets a b"}}},
 		{"bget is get", "bget k\r\n",
-			[]parsed{{Cmd: CmdGet, Keys: keys("k"), Fwd: "bget k"}}},
+			[]parsed{{Cmd: CmdGet, Keys: keys("k"), Fwd: "get k"}}},
 		{"gat takes the exptime first", "gat 100 a b\r\n",
 			[]parsed{{Cmd: CmdGat, Exptime: 100, Keys: keys("a", "b"), Fwd: "gat 100 a b"}}},
 		{"gats with negative exptime", "gats -1 a\r\n",
@@ -140,7 +145,7 @@ func TestParseRetrieval(t *testing.T) {
 		{"gat without keys is valid and answered END", "gat 0\r\n",
 			[]parsed{{Cmd: CmdGat, Fwd: "gat 0"}}},
 		{"gat exptime truncates to 32 bits", "gat 4294967296 k\r\n",
-			[]parsed{{Cmd: CmdGat, Keys: keys("k"), Fwd: "gat 4294967296 k"}}},
+			[]parsed{{Cmd: CmdGat, Keys: keys("k"), Fwd: "gat 0 k"}}},
 		{"get has no noreply: it is a key", "get k noreply\r\n",
 			[]parsed{{Cmd: CmdGet, Keys: keys("k", "noreply"), Fwd: "get k noreply"}}},
 		{"get keys beyond memcached's 24-token window", "get " + strings.Join(many, " ") + "\r\n",
@@ -148,7 +153,7 @@ func TestParseRetrieval(t *testing.T) {
 		{"get with LF only", "get k\n",
 			[]parsed{{Cmd: CmdGet, Keys: keys("k"), Fwd: "get k"}}},
 		{"leading, repeated and trailing spaces", "   get    a  b   \r\n",
-			[]parsed{{Cmd: CmdGet, Keys: keys("a", "b"), Fwd: "   get    a  b   "}}},
+			[]parsed{{Cmd: CmdGet, Keys: keys("a", "b"), Fwd: "get a b"}}},
 		{"a tab is part of a key", "get a\tb\r\n",
 			[]parsed{{Cmd: CmdGet, Keys: keys("a\tb"), Fwd: "get a\tb"}}},
 		{"only the last CR is a terminator", "get a\r\r\n",
@@ -180,13 +185,15 @@ func TestParseRetrieval(t *testing.T) {
 func TestParseStorage(t *testing.T) {
 	k250 := strings.Repeat("k", 250)
 	k251 := strings.Repeat("k", 251)
-	set := func(line string, flags uint32, exptime int32, value string) parsed {
+	// set is "set k <flags> <exptime> <bytes>" as parsed, forwarded in
+	// canonical form.
+	set := func(flags uint32, exptime int32, value string) parsed {
 		return parsed{Cmd: CmdSet, Keys: keys("k"), Flags: flags, Exptime: exptime,
-			Bytes: len(value), Fwd: line, Value: value}
+			Bytes: len(value), Fwd: fmt.Sprintf("set k %d %d %d", flags, exptime, len(value)), Value: value}
 	}
 	runParseCases(t, []parseCase{
 		{"set", "set k 5 10 5\r\nhello\r\n",
-			[]parsed{set("set k 5 10 5", 5, 10, "hello")}},
+			[]parsed{set(5, 10, "hello")}},
 		{"add", "add k 0 0 1\r\na\r\n",
 			[]parsed{{Cmd: CmdAdd, Keys: keys("k"), Bytes: 1, Fwd: "add k 0 0 1", Value: "a"}}},
 		{"replace", "replace k 0 0 1\r\na\r\n",
@@ -210,53 +217,53 @@ func TestParseStorage(t *testing.T) {
 		{"append noreply", "append k 0 0 1 noreply\r\na\r\n",
 			[]parsed{{Cmd: CmdAppend, Keys: keys("k"), Bytes: 1, NoReply: true, Fwd: "append k 0 0 1", Value: "a"}}},
 		{"empty value", "set k 0 0 0\r\n\r\n",
-			[]parsed{set("set k 0 0 0", 0, 0, "")}},
+			[]parsed{set(0, 0, "")}},
 		{"value holding CR, LF and NUL", "set k 0 0 5\r\na\r\n\x00b\r\n",
-			[]parsed{set("set k 0 0 5", 0, 0, "a\r\n\x00b")}},
+			[]parsed{set(0, 0, "a\r\n\x00b")}},
 		{"LF-terminated command line", "set k 0 0 1\na\r\n",
-			[]parsed{set("set k 0 0 1", 0, 0, "a")}},
+			[]parsed{set(0, 0, "a")}},
 		{"multiple spaces between tokens", "set  k   1  2   1\r\na\r\n",
-			[]parsed{set("set  k   1  2   1", 1, 2, "a")}},
+			[]parsed{set(1, 2, "a")}},
 		{"leading spaces", "  set k 0 0 1\r\na\r\n",
-			[]parsed{set("  set k 0 0 1", 0, 0, "a")}},
+			[]parsed{set(0, 0, "a")}},
 		{"a NUL byte ends the command line", "set k 0 0 1\x00 junk\r\na\r\n",
-			[]parsed{set("set k 0 0 1", 0, 0, "a")}},
+			[]parsed{set(0, 0, "a")}},
 		{"key of 250 bytes", "set " + k250 + " 0 0 1\r\na\r\n",
 			[]parsed{{Cmd: CmdSet, Keys: keys(k250), Bytes: 1, Fwd: "set " + k250 + " 0 0 1", Value: "a"}}},
 		{"key of 251 bytes leaves the data to be parsed as a command", "set " + k251 + " 0 0 1\r\na\r\n",
 			[]parsed{fails(badFormat, "set "+k251+" 0 0 1"), fails(errLine, "a")}},
 		{"key of 251 bytes with noreply", "set " + k251 + " 0 0 1 noreply\r\nab\r\n",
-			[]parsed{failsSilently("set " + k251 + " 0 0 1"), fails(errLine, "ab")}},
+			[]parsed{failsSilently("set " + k251 + " 0 0 1 noreply"), fails(errLine, "ab")}},
 
 		// Numbers follow C's strtoul/strtol and memcached's end check.
-		{"flags with plus sign", "set k +5 0 1\r\na\r\n", []parsed{set("set k +5 0 1", 5, 0, "a")}},
-		{"flags minus zero", "set k -0 0 1\r\na\r\n", []parsed{set("set k -0 0 1", 0, 0, "a")}},
+		{"flags with plus sign", "set k +5 0 1\r\na\r\n", []parsed{set(5, 0, "a")}},
+		{"flags minus zero", "set k -0 0 1\r\na\r\n", []parsed{set(0, 0, "a")}},
 		{"flags minus one", "set k -1 0 1\r\na\r\n",
 			[]parsed{fails(badFormat, "set k -1 0 1"), fails(errLine, "a")}},
 		{"flags 2^32 truncates to 0", "set k 4294967296 0 1\r\na\r\n",
-			[]parsed{set("set k 4294967296 0 1", 0, 0, "a")}},
+			[]parsed{set(0, 0, "a")}},
 		{"flags 2^32+1 truncates to 1", "set k 4294967297 0 1\r\na\r\n",
-			[]parsed{set("set k 4294967297 0 1", 1, 0, "a")}},
+			[]parsed{set(1, 0, "a")}},
 		{"flags 2^64 overflows", "set k 18446744073709551616 0 1\r\na\r\n",
 			[]parsed{fails(badFormat, "set k 18446744073709551616 0 1"), fails(errLine, "a")}},
 		{"flags minus (2^64-1) wraps to 1", "set k -18446744073709551615 0 1\r\na\r\n",
-			[]parsed{set("set k -18446744073709551615 0 1", 1, 0, "a")}},
-		{"flags followed by a tab", "set k 5\t 0 1\r\na\r\n", []parsed{set("set k 5\t 0 1", 5, 0, "a")}},
-		{"flags preceded by a tab", "set k \t5 0 1\r\na\r\n", []parsed{set("set k \t5 0 1", 5, 0, "a")}},
+			[]parsed{set(1, 0, "a")}},
+		{"flags followed by a tab", "set k 5\t 0 1\r\na\r\n", []parsed{set(5, 0, "a")}},
+		{"flags preceded by a tab", "set k \t5 0 1\r\na\r\n", []parsed{set(5, 0, "a")}},
 		{"hex flags", "set k 0x10 0 1\r\na\r\n",
 			[]parsed{fails(badFormat, "set k 0x10 0 1"), fails(errLine, "a")}},
 		{"non-numeric exptime", "set k 0 abc 1\r\na\r\n",
 			[]parsed{fails(badFormat, "set k 0 abc 1"), fails(errLine, "a")}},
-		{"negative exptime", "set k 0 -5 1\r\na\r\n", []parsed{set("set k 0 -5 1", 0, -5, "a")}},
+		{"negative exptime", "set k 0 -5 1\r\na\r\n", []parsed{set(0, -5, "a")}},
 		{"exptime 2^31 truncates to a negative int32", "set k 0 2147483648 1\r\na\r\n",
-			[]parsed{set("set k 0 2147483648 1", 0, -1<<31, "a")}},
+			[]parsed{set(0, -1<<31, "a")}},
 		{"exptime 2^63 overflows long", "set k 0 9223372036854775808 1\r\na\r\n",
 			[]parsed{fails(badFormat, "set k 0 9223372036854775808 1"), fails(errLine, "a")}},
 		{"exptime -2^63 fits long and truncates to 0", "set k 0 -9223372036854775808 1\r\na\r\n",
-			[]parsed{set("set k 0 -9223372036854775808 1", 0, 0, "a")}},
-		{"bytes followed by a tab", "set k 0 0 1\t\r\na\r\n", []parsed{set("set k 0 0 1\t", 0, 0, "a")}},
+			[]parsed{set(0, 0, "a")}},
+		{"bytes followed by a tab", "set k 0 0 1\t\r\na\r\n", []parsed{set(0, 0, "a")}},
 		{"bytes 2^32+1 truncates to 1", "set k 0 0 4294967297\r\na\r\n",
-			[]parsed{set("set k 0 0 4294967297", 0, 0, "a")}},
+			[]parsed{set(0, 0, "a")}},
 		{"negative bytes leave the data to be parsed as a command", "set k 0 0 -1\r\na\r\n",
 			[]parsed{fails(badFormat, "set k 0 0 -1"), fails(errLine, "a")}},
 		{"bytes above INT_MAX-2", "set k 0 0 2147483646\r\n",
@@ -266,9 +273,9 @@ func TestParseStorage(t *testing.T) {
 		{"negative cas", "cas k 0 0 1 -1\r\na\r\n",
 			[]parsed{fails(badFormat, "cas k 0 0 1 -1"), fails(errLine, "a")}},
 		{"non-numeric cas with noreply", "cas k 0 0 1 abc noreply\r\na\r\n",
-			[]parsed{failsSilently("cas k 0 0 1 abc"), fails(errLine, "a")}},
+			[]parsed{failsSilently("cas k 0 0 1 abc noreply"), fails(errLine, "a")}},
 		{"noreply in place of bytes suppresses the error", "set k 0 0 noreply\r\nversion\r\n",
-			[]parsed{failsSilently("set k 0 0"), {Cmd: CmdVersion, Fwd: "version"}}},
+			[]parsed{failsSilently("set k 0 0 noreply"), {Cmd: CmdVersion, Fwd: "version"}}},
 
 		// Token counts.
 		{"set with too few tokens", "set k 0 0\r\n", []parsed{fails(errLine, "set k 0 0")}},
@@ -286,7 +293,7 @@ func TestParseStorage(t *testing.T) {
 			}},
 		{"bad data chunk with noreply is silent", "set k 0 0 1 noreply\r\nabc\r\nget k\r\n",
 			[]parsed{
-				{Cmd: CmdError, Keys: keys("k"), Bytes: 1, NoReply: true, Fwd: "set k 0 0 1"},
+				{Cmd: CmdError, Keys: keys("k"), Bytes: 1, NoReply: true, Fwd: "set k 0 0 1 noreply"},
 				fails(errLine, "\r"),
 				{Cmd: CmdGet, Keys: keys("k"), Fwd: "get k"},
 			}},
@@ -305,18 +312,18 @@ func TestParseOtherCommands(t *testing.T) {
 		{"delete noreply", "delete k noreply\r\n",
 			[]parsed{{Cmd: CmdDelete, Keys: keys("k"), NoReply: true, Fwd: "delete k"}}},
 		{"delete with hold time 0", "delete k 0\r\n",
-			[]parsed{{Cmd: CmdDelete, Keys: keys("k"), Fwd: "delete k 0"}}},
+			[]parsed{{Cmd: CmdDelete, Keys: keys("k"), Fwd: "delete k"}}},
 		{"delete with hold time 0 and noreply", "delete k 0 noreply\r\n",
-			[]parsed{{Cmd: CmdDelete, Keys: keys("k"), NoReply: true, Fwd: "delete k 0"}}},
+			[]parsed{{Cmd: CmdDelete, Keys: keys("k"), NoReply: true, Fwd: "delete k"}}},
 		{"delete with non-zero hold time", "delete k 1\r\n", []parsed{fails(deleteUsage, "delete k 1")}},
 		{"delete with two zeros", "delete k 0 0\r\n", []parsed{fails(deleteUsage, "delete k 0 0")}},
 		{"delete usage error with noreply is silent", "delete k 1 noreply\r\n",
-			[]parsed{failsSilently("delete k 1")}},
+			[]parsed{failsSilently("delete k 1 noreply")}},
 		{"delete with too many tokens", "delete k x y z\r\n", []parsed{fails(errLine, "delete k x y z")}},
 		{"delete without key", "delete\r\n", []parsed{fails(errLine, "delete")}},
 		{"delete key of 251 bytes", "delete " + k251 + "\r\n", []parsed{fails(badFormat, "delete "+k251)}},
 		{"delete key of 251 bytes with noreply", "delete " + k251 + " noreply\r\n",
-			[]parsed{failsSilently("delete " + k251)}},
+			[]parsed{failsSilently("delete " + k251 + " noreply")}},
 
 		{"incr", "incr k 5\r\n", []parsed{{Cmd: CmdIncr, Keys: keys("k"), Delta: 5, Fwd: "incr k 5"}}},
 		{"decr by the largest delta", "decr k 18446744073709551615\r\n",
@@ -328,9 +335,9 @@ func TestParseOtherCommands(t *testing.T) {
 		{"incr with delta 2^64", "incr k 18446744073709551616\r\n",
 			[]parsed{fails(badDelta, "incr k 18446744073709551616")}},
 		{"incr bad delta with noreply is silent", "incr k abc noreply\r\n",
-			[]parsed{failsSilently("incr k abc")}},
+			[]parsed{failsSilently("incr k abc noreply")}},
 		{"incr with noreply in place of delta is silent", "incr k noreply\r\n",
-			[]parsed{failsSilently("incr k")}},
+			[]parsed{failsSilently("incr k noreply")}},
 		{"incr without delta", "incr k\r\n", []parsed{fails(errLine, "incr k")}},
 		{"incr with too many tokens", "incr k 1 2 3\r\n", []parsed{fails(errLine, "incr k 1 2 3")}},
 		{"incr key of 251 bytes", "incr " + k251 + " 1\r\n", []parsed{fails(badFormat, "incr "+k251+" 1")}},
@@ -340,7 +347,7 @@ func TestParseOtherCommands(t *testing.T) {
 			[]parsed{{Cmd: CmdTouch, Keys: keys("k"), Exptime: 10, NoReply: true, Fwd: "touch k 10"}}},
 		{"touch with non-numeric exptime", "touch k abc\r\n", []parsed{fails(badExptime, "touch k abc")}},
 		{"touch bad exptime with noreply is silent", "touch k abc noreply\r\n",
-			[]parsed{failsSilently("touch k abc")}},
+			[]parsed{failsSilently("touch k abc noreply")}},
 		{"touch without exptime", "touch k\r\n", []parsed{fails(errLine, "touch k")}},
 		{"touch key of 251 bytes", "touch " + k251 + " 1\r\n", []parsed{fails(badFormat, "touch "+k251+" 1")}},
 
@@ -353,28 +360,28 @@ func TestParseOtherCommands(t *testing.T) {
 		{"flush_all with delay and noreply", "flush_all 10 noreply\r\n",
 			[]parsed{{Cmd: CmdFlushAll, Exptime: 10, NoReply: true, Fwd: "flush_all 10"}}},
 		{"flush_all ignores a third token", "flush_all 0 junk\r\n",
-			[]parsed{{Cmd: CmdFlushAll, Fwd: "flush_all 0 junk"}}},
+			[]parsed{{Cmd: CmdFlushAll, Fwd: "flush_all"}}},
 		{"flush_all with non-numeric delay", "flush_all abc\r\n", []parsed{fails(badExptime, "flush_all abc")}},
 		{"flush_all bad delay with noreply is silent", "flush_all abc noreply\r\n",
-			[]parsed{failsSilently("flush_all abc")}},
+			[]parsed{failsSilently("flush_all abc noreply")}},
 		{"flush_all with too many tokens", "flush_all 1 2 3\r\n", []parsed{fails(errLine, "flush_all 1 2 3")}},
 
 		{"version", "version\r\n", []parsed{{Cmd: CmdVersion, Fwd: "version"}}},
-		{"version ignores arguments", "version foo\r\n", []parsed{{Cmd: CmdVersion, Fwd: "version foo"}}},
+		{"version ignores arguments", "version foo\r\n", []parsed{{Cmd: CmdVersion, Fwd: "version"}}},
 		{"verbosity", "verbosity 1\r\n", []parsed{{Cmd: CmdVerbosity, Args: keys("1"), Fwd: "verbosity 1"}}},
 		{"verbosity noreply", "verbosity 1 noreply\r\n",
 			[]parsed{{Cmd: CmdVerbosity, Args: keys("1"), NoReply: true, Fwd: "verbosity 1"}}},
 		{"verbosity ignores a second argument", "verbosity 1 2\r\n",
-			[]parsed{{Cmd: CmdVerbosity, Args: keys("1"), Fwd: "verbosity 1 2"}}},
+			[]parsed{{Cmd: CmdVerbosity, Args: keys("1"), Fwd: "verbosity 1"}}},
 		{"verbosity with non-numeric level", "verbosity abc\r\n", []parsed{fails(badFormat, "verbosity abc")}},
 		{"verbosity with only noreply is silent", "verbosity noreply\r\n",
-			[]parsed{failsSilently("verbosity")}},
+			[]parsed{failsSilently("verbosity noreply")}},
 		{"verbosity without level", "verbosity\r\n", []parsed{fails(errLine, "verbosity")}},
 		{"stats", "stats\r\n", []parsed{{Cmd: CmdStats, Fwd: "stats"}}},
 		{"stats with arguments", "stats slabs  foo\r\n",
-			[]parsed{{Cmd: CmdStats, Args: keys("slabs", "foo"), Fwd: "stats slabs  foo"}}},
+			[]parsed{{Cmd: CmdStats, Args: keys("slabs", "foo"), Fwd: "stats slabs foo"}}},
 		{"quit", "quit\r\n", []parsed{{Cmd: CmdQuit, Fwd: "quit"}}},
-		{"quit ignores arguments", "quit now\r\n", []parsed{{Cmd: CmdQuit, Fwd: "quit now"}}},
+		{"quit ignores arguments", "quit now\r\n", []parsed{{Cmd: CmdQuit, Fwd: "quit"}}},
 
 		{"unknown command", "foo bar\r\n", []parsed{fails(errLine, "foo bar")}},
 		// memcached drops a CR only with at least one byte before it.
@@ -433,16 +440,19 @@ func TestParseSwallowsItemLargerThanMaxItemSize(t *testing.T) {
 		want []parsed
 	}{
 		{"too large", "set k 0 0 11\r\n0123456789a\r\nget k\r\n", []parsed{
-			{Cmd: CmdError, Keys: keys("k"), Bytes: 11, Fwd: "set k 0 0 11", Reply: tooLarge},
+			{Cmd: CmdError, Keys: keys("k"), Bytes: 11, Unlink: true, Fwd: "set k 0 0 11", Reply: tooLarge},
 			{Cmd: CmdGet, Keys: keys("k"), Fwd: "get k"},
 		}},
 		{"too large with noreply is silent", "set k 0 0 11 noreply\r\n0123456789a\r\nget k\r\n", []parsed{
-			{Cmd: CmdError, Keys: keys("k"), Bytes: 11, NoReply: true, Fwd: "set k 0 0 11"},
+			{Cmd: CmdError, Keys: keys("k"), Bytes: 11, NoReply: true, Unlink: true, Fwd: "set k 0 0 11 noreply"},
 			{Cmd: CmdGet, Keys: keys("k"), Fwd: "get k"},
 		}},
 		{"swallowed whatever the bytes are", "set k 0 0 11\r\n0123456789a\n\nget k\r\n", []parsed{
-			{Cmd: CmdError, Keys: keys("k"), Bytes: 11, Fwd: "set k 0 0 11", Reply: tooLarge},
+			{Cmd: CmdError, Keys: keys("k"), Bytes: 11, Unlink: true, Fwd: "set k 0 0 11", Reply: tooLarge},
 			{Cmd: CmdGet, Keys: keys("k"), Fwd: "get k"},
+		}},
+		{"too large an add leaves the old value", "add k 0 0 11\r\n0123456789a\r\n", []parsed{
+			{Cmd: CmdError, Keys: keys("k"), Bytes: 11, Fwd: "add k 0 0 11", Reply: tooLarge},
 		}},
 		{"exactly MaxItemSize is accepted", "set k 0 0 10\r\n0123456789\r\n", []parsed{
 			{Cmd: CmdSet, Keys: keys("k"), Bytes: 10, Fwd: "set k 0 0 10", Value: "0123456789"},
@@ -533,7 +543,7 @@ func TestParseGetLineLongerThanBuffer(t *testing.T) {
 				t.Errorf("Parse ended with %v, want io.EOF", err)
 			}
 			want := []parsed{
-				{Cmd: CmdGet, Keys: ks, Fwd: prefix + line},
+				{Cmd: CmdGet, Keys: ks, Fwd: line},
 				{Cmd: CmdGets, Keys: ks, Fwd: "gets " + line[4:]},
 				{Cmd: CmdVersion, Fwd: "version"},
 			}
@@ -672,29 +682,45 @@ func (r *oneByteReader) Read(p []byte) (int, error) {
 	return 1, nil
 }
 
-func TestRequestForwardIsPrefixOfLine(t *testing.T) {
-	var req Request
-	p := newParser("set k 0 0 1 noreply\r\na\r\n", 16<<10)
-	if err := p.Parse(&req); err != nil {
-		t.Fatal(err)
+func TestRequestForwardIsCanonical(t *testing.T) {
+	cases := []struct{ in, line, fwd string }{
+		{"set k 0 0 1 noreply\r\na\r\n", "set k 0 0 1 noreply", "set k 0 0 1"},
+		{"  set   k 007 -0 1  \r\na\r\n", "  set   k 007 -0 1  ", "set k 7 0 1"},
+		{"incr k " + strings.Repeat("0", 5000) + "12" + strings.Repeat(" ", 9000) + "\r\n", "", "incr k 12"},
+		{"touch k 4294967297\r\n", "touch k 4294967297", "touch k 1"},
+		{"delete k 0 noreply\r\n", "delete k 0 noreply", "delete k"},
+		{"flush_all 0\r\n", "flush_all 0", "flush_all"},
+		{"flush_all -5 noreply\r\n", "flush_all -5 noreply", "flush_all -5"},
+		{"verbosity 0001\r\n", "verbosity 0001", "verbosity 1"},
+		{"bget a  b\r\n", "bget a  b", "get a b"},
+		{"gats 0x1 k\r\n", "gats 0x1 k", ""}, // an error: not forwarded
 	}
-	if got, want := string(req.Line), "set k 0 0 1 noreply"; got != want {
-		t.Errorf("Line = %q, want %q", got, want)
-	}
-	if got, want := string(req.Forward()), "set k 0 0 1"; got != want {
-		t.Errorf("Forward() = %q, want %q", got, want)
+	for _, tc := range cases {
+		var req Request
+		p := newParser(tc.in, 16<<10)
+		if err := p.Parse(&req); err != nil {
+			t.Fatalf("Parse(%q): %v", tc.in, err)
+		}
+		if tc.line != "" && string(req.Line) != tc.line {
+			t.Errorf("Parse(%q): Line = %q, want %q", tc.in, req.Line, tc.line)
+		}
+		if req.Command == CmdError {
+			if tc.fwd != "" {
+				t.Errorf("Parse(%q) failed with %q", tc.in, req.Reply)
+			}
+			continue
+		}
+		if got := string(req.AppendForward(nil)); got != tc.fwd {
+			t.Errorf("Parse(%q): AppendForward = %q, want %q", tc.in, got, tc.fwd)
+		}
 	}
 }
 
 // checkRequestInvariants panics when req breaks a promise every parsed
 // Request keeps; tests and the fuzzer share it.
 func checkRequestInvariants(req *Request) {
-	fwd := req.Forward()
-	if len(fwd) > len(req.Line) || string(fwd) != string(req.Line[:len(fwd)]) {
-		panic("Forward() is not a prefix of Line")
-	}
-	if !req.NoReply && len(fwd) != len(req.Line) {
-		panic("Forward() shortened a line without noreply")
+	if req.Command != CmdError && !req.Command.IsRetrieval() && len(req.AppendForward(nil)) > MaxForwardLine {
+		panic("a forwarded line longer than MaxForwardLine")
 	}
 	if req.Command == CmdError {
 		if req.NoReply && req.Reply != nil {

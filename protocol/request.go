@@ -89,6 +89,7 @@ type Request struct {
 	Bytes   int    // the declared length of a storage command's data
 	Cas     uint64 // the compare-and-swap value of cas
 	Delta   uint64 // the amount of incr/decr
+	Level   uint32 // the level of verbosity
 	NoReply bool
 	// Data is the data block of a storage command: its declared bytes
 	// followed by "\r\n".
@@ -96,23 +97,80 @@ type Request struct {
 	// Reply is the error line memcached sends for a CmdError request,
 	// "\r\n" included. It is nil when memcached sends nothing (noreply).
 	Reply []byte
+	// Unlink marks a CmdError request after which memcached removes the
+	// value of Keys[0]: a set too large for the cache, so that a client does
+	// not go on reading the value it meant to replace.
+	Unlink bool
 
-	fwd    int      // length of Line without a trailing noreply token
 	tokens [][]byte // scratch for tokenizing
 }
 
-// Forward returns the request line as the proxy sends it to a backend:
-// without the noreply token, so that every request sent has exactly one reply
-// and a backend connection never loses its place.
-func (r *Request) Forward() []byte { return r.Line[:r.fwd] }
-
-// Head returns the request line before its first key, without the spaces
-// that end it: the command, and the exptime of gat and gats.
-func (r *Request) Head() []byte {
-	if len(r.Keys) == 0 {
-		return r.Line
+// AppendForward appends the request line of a valid request as the proxy
+// sends it to a backend, without its "\r\n". The line is rebuilt from what
+// was parsed, in memcached's own terms: single spaces, numbers as memcached
+// read them (an exptime of 4294967296 is 0 to memcached, and is sent as 0),
+// "bget" as "get", and no noreply token, so that every request sent has
+// exactly one reply and a backend connection never loses its place. Only a
+// retrieval's line can be longer than MaxForwardLine; memcached closes a
+// connection on which any other line passes 2048 bytes unterminated.
+func (r *Request) AppendForward(dst []byte) []byte {
+	dst = r.AppendHead(dst)
+	if r.Command.IsRetrieval() {
+		for _, k := range r.Keys {
+			dst = append(dst, ' ')
+			dst = append(dst, k...)
+		}
+		return dst
 	}
-	return bytes.TrimRight(r.Line[:offsetIn(r.Line, r.Keys[0])], " ")
+	if len(r.Keys) == 1 {
+		dst = append(dst, ' ')
+		dst = append(dst, r.Keys[0]...)
+	}
+	switch {
+	case r.Command.IsStorage():
+		dst = appendNumber(dst, uint64(r.Flags))
+		dst = appendSigned(dst, int64(r.Exptime))
+		dst = appendNumber(dst, uint64(r.Bytes))
+		if r.Command == CmdCas {
+			dst = appendNumber(dst, r.Cas)
+		}
+	case r.Command == CmdIncr || r.Command == CmdDecr:
+		dst = appendNumber(dst, r.Delta)
+	case r.Command == CmdTouch:
+		dst = appendSigned(dst, int64(r.Exptime))
+	case r.Command == CmdFlushAll && r.Exptime != 0:
+		dst = appendSigned(dst, int64(r.Exptime))
+	case r.Command == CmdVerbosity:
+		dst = appendNumber(dst, uint64(r.Level))
+	case r.Command == CmdStats: // not forwarded, but its line is the same
+		for _, a := range r.Args {
+			dst = append(dst, ' ')
+			dst = append(dst, a...)
+		}
+	}
+	return dst
+}
+
+// MaxForwardLine bounds the length of AppendForward's line for every
+// command but the retrievals: the longest is a cas with a 250-byte key.
+const MaxForwardLine = 512
+
+// AppendHead appends the part of the forwarded line before the keys: the
+// command and, for gat and gats, the exptime.
+func (r *Request) AppendHead(dst []byte) []byte {
+	dst = append(dst, r.Command.String()...)
+	if r.Command == CmdGat || r.Command == CmdGats {
+		dst = appendSigned(dst, int64(r.Exptime))
+	}
+	return dst
+}
+
+func appendNumber(dst []byte, v uint64) []byte {
+	return strconv.AppendUint(append(dst, ' '), v, 10)
+}
+
+func appendSigned(dst []byte, v int64) []byte {
+	return strconv.AppendInt(append(dst, ' '), v, 10)
 }
 
 // Value returns the value bytes of a storage command, without "\r\n".
@@ -133,11 +191,11 @@ func (r *Request) reset() {
 	r.Line = r.Line[:0]
 	r.Keys = r.Keys[:0]
 	r.Args = r.Args[:0]
-	r.Flags, r.Exptime, r.Bytes, r.Cas, r.Delta = 0, 0, 0, 0, 0
+	r.Flags, r.Exptime, r.Bytes, r.Cas, r.Delta, r.Level = 0, 0, 0, 0, 0, 0
 	r.NoReply = false
 	r.Data = r.Data[:0]
 	r.Reply = nil
-	r.fwd = 0
+	r.Unlink = false
 	r.tokens = r.tokens[:0]
 }
 
@@ -195,18 +253,7 @@ func (r *Request) fail(reply []byte) {
 }
 
 // setNoReply applies memcached's set_noreply_maybe: noreply is the last of
-// the counted tokens. The forwarded line then ends before it.
+// the counted tokens.
 func (r *Request) setNoReply(ntokens int) {
-	last := r.tokens[ntokens-2]
-	if !bytes.Equal(last, noreplyToken) {
-		return
-	}
-	r.NoReply = true
-	r.fwd = offsetIn(r.Line, last)
-	for r.fwd > 0 && r.Line[r.fwd-1] == ' ' {
-		r.fwd--
-	}
+	r.NoReply = bytes.Equal(r.tokens[ntokens-2], noreplyToken)
 }
-
-// offsetIn returns the index in line at which sub, a subslice of line, starts.
-func offsetIn(line, sub []byte) int { return cap(line) - cap(sub) }

@@ -48,6 +48,7 @@ func differentialScenarios() []scenario {
 	long250 := strings.Repeat("a", 250)
 	long251 := strings.Repeat("b", 251)
 	bigKeys := keys(strings.Repeat("x", 200), 100) // a get line over 16 KiB
+	gatKeys := append(keys("k", 60), keys(strings.Repeat("g", 40), 200)...)
 	return []scenario{
 		{"set and get", setCmd("a", "hello") + "get a\r\nget missing\r\n"},
 		{"flags and exptime", "set a 4294967295 0 1\r\nx\r\nget a\r\nset b 7 -1 1\r\ny\r\nget b\r\nset c 1 100 2\r\nzz\r\ngets c\r\n"},
@@ -98,6 +99,16 @@ func differentialScenarios() []scenario {
 		{"too large a value is swallowed", fmt.Sprintf("set big 0 0 %d\r\n%s\r\nget big\r\n", 2<<20, strings.Repeat("z", 2<<20))},
 		{"value just under the limit that memcached refuses", fmt.Sprintf("set big 0 0 %d\r\n%s\r\nget big\r\n", 1<<20-10, strings.Repeat("z", 1<<20-10))},
 		{"a get line longer than the read buffer", setMany(bigKeys[:3]) + "get " + strings.Join(bigKeys, " ") + "\r\n"},
+		// (One line, well within memcached's first read: a line over 2048
+		// bytes that straddles two of its reads closes the connection.)
+		{"a gat line over 2048 bytes across nodes", setMany(many) + "gat 100 " + strings.Join(gatKeys, " ") + "\r\n"},
+		{"too large a set removes the old value", setCmd("big", "old") + setCmd("other", "kept") +
+			fmt.Sprintf("set big 0 0 %d\r\n%s\r\nget big other\r\n", 2<<20, strings.Repeat("z", 2<<20)) +
+			setCmd("big", "old") + fmt.Sprintf("set big 0 0 %d noreply\r\n%s\r\nget big\r\n", 2<<20, strings.Repeat("z", 2<<20))},
+		{"too large an add, replace or append keeps the old value", setCmd("a", "old") +
+			fmt.Sprintf("add a 0 0 %[1]d\r\n%[2]s\r\nreplace a 0 0 %[1]d\r\n%[2]s\r\nappend a 0 0 %[1]d\r\n%[2]s\r\nget a\r\n",
+				2<<20, strings.Repeat("z", 2<<20))},
+		{"lengths past 32 bits", "set a 0 0 4294967297\r\nx\r\nget a\r\nset b 0 0 2147483647\r\nget b\r\n"},
 	}
 }
 
@@ -107,6 +118,7 @@ func closingScenarios() []scenario {
 		{"quit closes after earlier replies", setCmd("a", "1") + "get a\r\nquit\r\nget a\r\n"},
 		{"a long line that is not a get closes", strings.Repeat("garbage ", 5000)},
 		{"an HTTP request line for an unknown command closes", "FOO / HTTP/1.1\r\n"},
+		{"4 MiB without a newline closes", strings.Repeat("x", 4<<20)},
 	}
 }
 
@@ -200,6 +212,9 @@ func exchange(t *testing.T, addr, send string, closes bool) []byte {
 	out, closed := readReplies(t, nc, !closes)
 	if closes && !closed {
 		t.Errorf("the connection stayed open; got %q", clip(out))
+	}
+	if !closes && closed {
+		t.Errorf("the connection closed before its version reply; got %q", clip(out))
 	}
 	return casField.ReplaceAll(out, []byte("$1 <cas>\r"))
 }

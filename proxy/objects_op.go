@@ -42,9 +42,9 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 		o.epochs = append(o.epochs, epoch)
 		o.node = append(o.node, n)
 	}
-	head := []byte("gets")
+	head := append(o.buf[:0], "gets"...)
 	if touch {
-		head = r.Head()
+		head = r.AppendHead(o.buf[:0])
 	}
 	c.sendPerNode(o, head)
 	return true
@@ -84,16 +84,15 @@ func (ob *objects) completeObjects(c *conn, o *op) {
 	}
 	o.waitAll()
 	failed := make(map[int32]bool)
-	for n, cl := range o.calls {
+	for j, cl := range o.calls {
 		switch {
-		case cl == nil:
 		case cl.err != nil || !cl.reply.Ended:
-			failed[int32(n)] = true
+			failed[o.callAt[j].node] = true
 		case cl.reply.TooLarge:
 			c.bw.Write(replyTooLarge)
 			return
 		default:
-			o.matchValues(int32(n), cl)
+			o.matchValues(j)
 		}
 	}
 	touch := r.Command == protocol.CmdGat || r.Command == protocol.CmdGats
@@ -241,18 +240,11 @@ func (ob *objects) dispatchKeyed(c *conn, o *op) bool {
 func (ob *objects) dispatchDelete(c *conn, o *op) {
 	r := &o.req
 	key := r.Keys[0]
-	if ob.hot != nil {
-		ob.hot.drop(key)
-	}
-	ob.stats.Tombstones.Add(1)
-	n := ob.t.nodes[ob.t.pick(key)]
-	set := newCall(protocol.CmdSet)
-	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, ob.tombTTL, tombstone.TombstoneValue, 0)
 	if r.NoReply {
-		set.noreply = true
-		n.send(c.slot, set)
+		ob.tombstone(c, key)
 		return
 	}
+	n, set := ob.tombstoneCall(key)
 	o.kind = opDelete
 	get := newCall(protocol.CmdGets)
 	get.req = append(get.req, "gets "...)
@@ -261,6 +253,26 @@ func (ob *objects) dispatchDelete(c *conn, o *op) {
 	n.send(c.slot, get)
 	n.send(c.slot, set)
 	o.calls = append(o.calls, get, set)
+}
+
+// tombstone drops key from the hot tier and replaces its value on its node
+// with a tombstone, answering nobody.
+func (ob *objects) tombstone(c *conn, key []byte) {
+	n, set := ob.tombstoneCall(key)
+	set.noreply = true
+	n.send(c.slot, set)
+}
+
+// tombstoneCall drops key from the hot tier and returns the set that
+// replaces its value with a tombstone, and the node to send it to.
+func (ob *objects) tombstoneCall(key []byte) (*node, *call) {
+	if ob.hot != nil {
+		ob.hot.drop(key)
+	}
+	ob.stats.Tombstones.Add(1)
+	set := newCall(protocol.CmdSet)
+	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, ob.tombTTL, tombstone.TombstoneValue, 0)
+	return ob.t.nodes[ob.t.pick(key)], set
 }
 
 // completeDelete answers DELETED when a row was replaced by the tombstone

@@ -28,13 +28,25 @@ type op struct {
 	kind  opKind
 	local []byte  // the reply of an opLocal (nil: no reply)
 	buf   []byte  // backing store for the stats reply
-	calls []*call // opSingle: one; opMulti: one per node (nil where unused); opFanout: one per node
+	calls []*call // opSingle: one; opMulti, opObjects: one per node or chunk (callAt); opFanout: one per node
 	node  []int32 // opMulti, opObjects: the node of each key (-1: none)
 	refs  []valueRef
+
+	// opMulti, opObjects: where each call's keys are, by index in calls.
+	callAt []callKeys
+	open   []int32 // sendPerNode's scratch: the call being filled for each node (-1: none)
 
 	kinds  []keyKind   // opObjects: how each key is served
 	hot    []*hotEntry // opObjects: hot tier entries by key
 	epochs []uint32    // opObjects: hot tier epochs by key, read before the node
+}
+
+// callKeys says which keys one call of a split retrieval asked for: those of
+// node, from the request's key first on (the call's keys are a run of the
+// node's keys, in request order).
+type callKeys struct {
+	node  int32
+	first int32
 }
 
 // valueRef points at one VALUE block of a call's reply.
@@ -53,6 +65,9 @@ func (c *conn) dispatch(o *op) {
 	switch {
 	case r.Command == protocol.CmdError:
 		o.local = r.Reply
+		if r.Unlink {
+			c.unlink(r.Keys[0])
+		}
 	case r.Command.IsRetrieval():
 		c.dispatchRetrieval(o)
 	case r.Command == protocol.CmdFlushAll || r.Command == protocol.CmdVerbosity:
@@ -74,9 +89,24 @@ func (c *conn) dispatch(o *op) {
 	}
 }
 
+// unlink removes key's value without a reply to the client, as memcached
+// does when it refuses a set as too large: an object key gets a tombstone.
+func (c *conn) unlink(key []byte) {
+	if c.t.obj != nil && c.t.obj.isObject(key) {
+		c.t.obj.tombstone(c, key)
+		return
+	}
+	cl := newCall(protocol.CmdDelete)
+	cl.req = append(cl.req, "delete "...)
+	cl.req = append(cl.req, key...)
+	cl.req = append(cl.req, '\r', '\n')
+	cl.noreply = true
+	c.t.nodes[c.t.pick(key)].send(c.slot, cl)
+}
+
 // appendForward appends the request as it is sent to a backend.
 func appendForward(dst []byte, r *protocol.Request) []byte {
-	dst = append(dst, r.Forward()...)
+	dst = r.AppendForward(dst)
 	dst = append(dst, '\r', '\n')
 	if r.Command.IsStorage() {
 		dst = append(dst, r.Data...)
@@ -103,7 +133,8 @@ func (c *conn) dispatchRetrieval(o *op) {
 		o.node = append(o.node, int32(n))
 		split = split || n != first
 	}
-	if !split {
+	head := r.AppendHead(o.buf[:0])
+	if !split && lineLimit(head) == 0 {
 		o.kind = opSingle
 		cl := newCall(r.Command)
 		cl.req = appendForward(cl.req, r)
@@ -112,34 +143,70 @@ func (c *conn) dispatchRetrieval(o *op) {
 		return
 	}
 	o.kind = opMulti
-	c.sendPerNode(o, r.Head())
+	c.sendPerNode(o, head)
+}
+
+// maxBackendLine is the longest line, "\r\n" included, that the proxy
+// sends a backend for anything but get and gets: memcached closes a
+// connection on which a line passes 2048 bytes without its newline, unless
+// it is a get or gets, and the proxy's writes pack many clients' requests
+// together, so any line may straddle one of memcached's reads.
+const maxBackendLine = 2048
+
+// lineLimit returns how long a line of a retrieval with head may be: 0 for
+// no limit (get and gets), else maxBackendLine.
+func lineLimit(head []byte) int {
+	if string(head) == "get" || string(head) == "gets" {
+		return 0
+	}
+	return maxBackendLine
 }
 
 // sendPerNode sends "head k1 k2 ...\r\n" to each node that o.node names
-// (-1: not sent), one call per node, in o.calls by node.
+// (-1: not sent): one call per node, or, where lineLimit(head) bounds the
+// line, as many as the node's keys need. o.callAt says which keys each call
+// asked for.
 func (c *conn) sendPerNode(o *op, head []byte) {
+	limit := lineLimit(head)
+	o.open = o.open[:0]
 	for range c.t.nodes {
-		o.calls = append(o.calls, nil)
+		o.open = append(o.open, -1)
 	}
+	o.callAt = o.callAt[:0]
 	for i, n := range o.node {
 		if n < 0 {
 			continue
 		}
-		cl := o.calls[n]
-		if cl == nil {
-			cl = newCall(o.req.Command)
+		key := o.req.Keys[i]
+		j := o.open[n]
+		if j >= 0 && limit > 0 && len(o.calls[j].req)+1+len(key)+2 > limit {
+			c.sendCall(o, int(j))
+			j = -1
+		}
+		if j < 0 {
+			cl := newCall(o.req.Command)
 			cl.req = append(cl.req, head...)
-			o.calls[n] = cl
+			j = int32(len(o.calls))
+			o.calls = append(o.calls, cl)
+			o.callAt = append(o.callAt, callKeys{node: n, first: int32(i)})
+			o.open[n] = j
 		}
+		cl := o.calls[j]
 		cl.req = append(cl.req, ' ')
-		cl.req = append(cl.req, o.req.Keys[i]...)
+		cl.req = append(cl.req, key...)
 	}
-	for n, cl := range o.calls {
-		if cl != nil {
-			cl.req = append(cl.req, '\r', '\n')
-			c.t.nodes[n].send(c.slot, cl)
+	for _, j := range o.open {
+		if j >= 0 {
+			c.sendCall(o, int(j))
 		}
 	}
+}
+
+// sendCall ends the line of o's call j and sends it to its node.
+func (c *conn) sendCall(o *op, j int) {
+	cl := o.calls[j]
+	cl.req = append(cl.req, '\r', '\n')
+	c.t.nodes[o.callAt[j].node].send(c.slot, cl)
 }
 
 // dispatchFanout sends flush_all or verbosity to every node.
@@ -215,10 +282,7 @@ func (c *conn) writeMulti(o *op) {
 	o.waitAll()
 	var failure []byte
 	answered, tooLarge := false, false
-	for n, cl := range o.calls {
-		if cl == nil {
-			continue
-		}
+	for j, cl := range o.calls {
 		switch {
 		case cl.err != nil:
 			failure = errorLine(cl.err)
@@ -228,7 +292,7 @@ func (c *conn) writeMulti(o *op) {
 			failure, tooLarge = replyTooLarge, true
 		default:
 			answered = true
-			o.matchValues(int32(n), cl)
+			o.matchValues(j)
 		}
 	}
 	if !answered || tooLarge {
@@ -256,11 +320,12 @@ func (o *op) waitAll() {
 	}
 }
 
-// matchValues assigns the values node n returned to the keys that asked for
-// them: memcached answers in request order, skipping misses, so one pass over
-// the node's keys finds each value's key (repeated keys included).
-func (o *op) matchValues(n int32, cl *call) {
-	k := 0
+// matchValues assigns the values that o's call j returned to the keys that
+// asked for them: memcached answers in request order, skipping misses, so
+// one pass over the call's keys finds each value's key (repeated keys
+// included).
+func (o *op) matchValues(j int) {
+	cl, n, k := o.calls[j], o.callAt[j].node, int(o.callAt[j].first)
 	for vi := range cl.reply.Values {
 		key := cl.reply.Key(&cl.reply.Values[vi])
 		for ; k < len(o.node); k++ {

@@ -695,3 +695,55 @@ func readStats(t *testing.T, c *testsupport.Conn) map[string]string {
 		st[f[1]] = f[2]
 	}
 }
+
+// Long lines that memcached reads only as a get or gets must not reach a
+// node as they came: the proxy packs many clients' requests into each write
+// to a node, so any line may straddle two of memcached's reads, and
+// memcached closes a connection on which a line passes 2048 bytes without
+// its newline, failing every client's request in flight on it.
+func TestLongLinesDoNotBreakSharedBackendConnections(t *testing.T) {
+	const clients, rounds = 8, 150
+	_, addrs := startNodes(t, 2)
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) { c.BackendConnections = 1 })
+	gat := "gat 0 " + strings.Join(keys("key", 800), " ") + "\r\n"   // 6.4 KB, both nodes
+	padded := "incr counter 1" + strings.Repeat(" ", 12000) + "\r\n" // one node
+
+	var wg sync.WaitGroup
+	errs := make(chan string, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := testsupport.Dial(t, addr)
+			defer c.Close()
+			c.Timeout = 10 * time.Second
+			for range rounds {
+				if i%2 == 0 {
+					c.Send(gat + gat)
+					for range 2 {
+						if line := c.ReadLine(); line != "END" {
+							errs <- fmt.Sprintf("gat answered %q", line)
+							return
+						}
+					}
+				} else {
+					c.Send(padded + padded)
+					for range 2 {
+						if line := c.ReadLine(); line != "NOT_FOUND" {
+							errs <- fmt.Sprintf("padded incr answered %q", line)
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if n := srv.Stats().BackendErrors.Load(); n != 0 {
+		t.Errorf("backend_errors = %d, want 0", n)
+	}
+}
