@@ -325,7 +325,7 @@ func newLoader(ctx context.Context, c config) (*loader.Loader, error) {
 // most the drain timeout) and returns nil.
 func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, opts serveOptions, log *slog.Logger) error {
 	m := cmux.New(ln)
-	httpL := m.Match(firstByteUppercase)
+	httpL := m.Match(httpRequestLine)
 	mcL := m.Match(cmux.Any())
 
 	hs := &http.Server{Handler: adminHandler(srv, opts), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
@@ -356,13 +356,59 @@ func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, opts
 	return err
 }
 
-// firstByteUppercase matches HTTP requests: their methods are uppercase and
-// memcached's commands lowercase, so one byte decides. (A longer prefix
-// matcher would wait for bytes that a short memcached request never sends.)
-func firstByteUppercase(r io.Reader) bool {
-	var b [1]byte
-	n, _ := io.ReadFull(r, b[:])
-	return n == 1 && b[0] >= 'A' && b[0] <= 'Z'
+// httpRequestLine matches a connection whose first bytes start an HTTP
+// request line: an uppercase method, one space, then "/" or "*" (HTTP/2's
+// preface "PRI * HTTP/2.0" included). It decides at the first byte that
+// does not fit, so it never waits for more than a memcached request sends:
+// every memcached request ends in "\n", which fits nowhere in that prefix.
+// "GET a\r\n" and "Version\r\n" are memcached's, answered ERROR as
+// memcached answers them.
+func httpRequestLine(r io.Reader) bool {
+	var buf [maxMethod + 2]byte
+	n := 0
+	for {
+		m, err := r.Read(buf[n:])
+		n += m
+		if v := requestLineStart(buf[:n]); v != undecided {
+			return v == isHTTP
+		}
+		if err != nil || n == len(buf) {
+			return false // closed, or silent past the match timeout
+		}
+	}
+}
+
+// maxMethod is the longest HTTP method httpRequestLine accepts
+// ("PROPPATCH", "MKCALENDAR" and the like fit).
+const maxMethod = 16
+
+type verdict int
+
+const (
+	undecided verdict = iota
+	isHTTP
+	notHTTP
+)
+
+// requestLineStart tells whether b, the first bytes of a connection, start
+// an HTTP request line, or cannot yet tell.
+func requestLineStart(b []byte) verdict {
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z' && i < maxMethod:
+		case c == ' ' && i > 0:
+			if i+1 == len(b) {
+				return undecided
+			}
+			if b[i+1] == '/' || b[i+1] == '*' {
+				return isHTTP
+			}
+			return notHTTP
+		default:
+			return notHTTP
+		}
+	}
+	return undecided
 }
 
 func ignoreClosed(err error) error {
