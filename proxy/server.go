@@ -147,6 +147,9 @@ type Server struct {
 	draining atomic.Bool            // set by Shutdown; read on every batch without mu
 	wg       sync.WaitGroup         // tracks connection goroutines
 	retireWG sync.WaitGroup         // tracks retirements
+
+	limitsAtAccept atomic.Bool   // set by Listener: it counts and limits connections, not Serve
+	connSeq        atomic.Uint64 // numbers the connections Serve serves
 }
 
 // New returns a Server for cfg, once it has tried to connect to every
@@ -232,16 +235,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("proxy: accept: %w", err)
 		}
-		if s.stats.CurrConnections.Load() >= int64(s.cfg.MaxConnections) {
+		counted := !s.limitsAtAccept.Load() // else Listener counted nc
+		if counted && s.stats.CurrConnections.Load() >= int64(s.cfg.MaxConnections) {
 			s.reject(nc)
 			continue
 		}
-		c, ok := s.track(nc)
+		c, ok := s.track(nc, counted)
 		if !ok {
 			nc.Close()
 			return nil
 		}
-		go s.serveConn(c)
+		go s.serveConn(c, counted)
 	}
 }
 
@@ -256,24 +260,28 @@ func (s *Server) reject(nc net.Conn) {
 }
 
 // track makes and registers the conn of nc, unless the server is closed or
-// draining.
-func (s *Server) track(nc net.Conn) (*conn, bool) {
+// draining; counted says whether to count it in the connection stats.
+func (s *Server) track(nc net.Conn, counted bool) (*conn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.draining.Load() {
 		return nil, false
 	}
-	id := s.stats.TotalConnections.Add(1)
-	s.stats.CurrConnections.Add(1)
-	c := newConn(s, nc, id)
+	if counted {
+		s.stats.TotalConnections.Add(1)
+		s.stats.CurrConnections.Add(1)
+	}
+	c := newConn(s, nc, s.connSeq.Add(1))
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c, true
 }
 
-func (s *Server) serveConn(c *conn) {
+func (s *Server) serveConn(c *conn, counted bool) {
 	defer s.wg.Done()
-	defer s.stats.CurrConnections.Add(-1)
+	if counted {
+		defer s.stats.CurrConnections.Add(-1)
+	}
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}

@@ -111,32 +111,31 @@ func serveConfig(ctx context.Context, c config, reread func() (config, error), l
 	if err != nil {
 		return err
 	}
+	opts := serveOptions{pprof: c.pprof, adminPublic: c.AdminPublic, drainTimeout: c.DrainTimeout, idleTimeout: c.IdleTimeout}
+	if opts.tls, err = tlsConfig(c); err != nil {
+		return err
+	}
 	ld, err := newLoader(ctx, c)
 	if err != nil {
 		return err
 	}
-	srv, err := proxy.New(proxyConfig(c, nodes, ld, log))
-	if err != nil {
-		if ld != nil {
-			ld.Close()
-		}
+	r := &reloader{reread: reread, loader: ld, log: log, closing: make(chan struct{})}
+	defer r.close()
+	if r.srv, err = proxy.New(proxyConfig(c, nodes, ld, log)); err != nil {
 		return err
 	}
 	ln, err := listen(c)
 	if err != nil {
-		srv.Close()
+		r.srv.Close()
 		return err
 	}
-	r := &reloader{srv: srv, reread: reread, loader: ld, log: log, closing: make(chan struct{})}
-	defer r.close()
-	opts := serveOptions{pprof: c.pprof, adminPublic: c.AdminPublic, drainTimeout: c.DrainTimeout}
 	if reread != nil {
 		opts.reload = r.reload
 		stopHUP := r.onSIGHUP(ctx)
 		defer stopHUP()
 	}
-	log.Info("objcache serving", "listen", ln.Addr().String(), "backends", c.Backends, "tls", c.TLSCert != "")
-	return serveListener(ctx, ln, srv, opts, log)
+	log.Info("objcache serving", "listen", ln.Addr().String(), "backends", c.Backends, "tls", opts.tls != nil)
+	return serveListener(ctx, ln, r.srv, opts, log)
 }
 
 // proxyConfig maps the config file's settings (and the loader, when models
@@ -271,22 +270,26 @@ func (r *reloader) close() {
 	r.wg.Wait()
 }
 
-// listen opens the client listener, with TLS when a certificate is
-// configured (then HTTP on the same port is HTTPS).
+// listen opens the client listener.
 func listen(c config) (net.Listener, error) {
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
+	return ln, nil
+}
+
+// tlsConfig loads the listener's certificate, or returns nil when none is
+// configured (then HTTP on the port is plain HTTP, with TLS it is HTTPS).
+func tlsConfig(c config) (*tls.Config, error) {
 	if c.TLSCert == "" && c.TLSKey == "" {
-		return ln, nil
+		return nil, nil
 	}
 	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 	if err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("tls: load tls_cert %s and tls_key %s: %w", c.TLSCert, c.TLSKey, err)
 	}
-	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // serveOptions are serveListener's settings besides the proxy itself.
@@ -295,6 +298,25 @@ type serveOptions struct {
 	adminPublic  bool          // admin endpoints answer clients other than loopback too
 	drainTimeout time.Duration // how long a shutdown waits for requests in flight; 0 means 10s
 	reload       func() error  // POST /reload; nil: not offered
+	idleTimeout  time.Duration // idle_timeout, also for HTTP keep-alive connections
+	tls          *tls.Config   // TLS on the listener, for memcached and HTTP alike; nil: none
+}
+
+// matchTimeout is how long a new connection has to send the first bytes
+// that tell HTTP from memcached (through a TLS handshake, with TLS). A
+// connection silent that long is a memcached connection from then on,
+// where idle_timeout applies: a connection that sends nothing at all is
+// closed after matchTimeout plus idle_timeout. HTTP clients send their
+// request line at once.
+const matchTimeout = 2 * time.Second
+
+// httpIdleTimeout is how long an HTTP keep-alive connection may wait for
+// its next request: idle_timeout when it is set and shorter than a minute.
+func httpIdleTimeout(idle time.Duration) time.Duration {
+	if idle > 0 && idle < time.Minute {
+		return idle
+	}
+	return time.Minute
 }
 
 // newLoader connects to PostgreSQL and checks every model, or returns nil
@@ -320,15 +342,29 @@ func newLoader(ctx context.Context, c config) (*loader.Loader, error) {
 }
 
 // serveListener splits ln between HTTP (admin) and the memcached protocol
-// and serves both until ctx is done.
+// and serves both until ctx is done. Every connection ln accepts, HTTP or
+// memcached, counts against max_connections until it is closed; past it a
+// connection is refused at once, before a TLS handshake or a byte read
+// (srv.Listener). A connection is HTTP when its first bytes are an HTTP
+// request line (httpRequestLine), memcached otherwise.
 // On shutdown it stops accepting, lets the requests in flight finish (for at
 // most the drain timeout) and returns nil.
 func serveListener(ctx context.Context, ln net.Listener, srv *proxy.Server, opts serveOptions, log *slog.Logger) error {
-	m := cmux.New(ln)
+	var limited net.Listener = srv.Listener(ln)
+	if opts.tls != nil {
+		limited = tls.NewListener(limited, opts.tls)
+	}
+	m := cmux.New(limited)
+	m.SetReadTimeout(matchTimeout)
 	httpL := m.Match(httpRequestLine)
 	mcL := m.Match(cmux.Any())
 
-	hs := &http.Server{Handler: adminHandler(srv, opts), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := &http.Server{
+		Handler:           adminHandler(srv, opts),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       httpIdleTimeout(opts.idleTimeout),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	errc := make(chan error, 3)
 	go func() { errc <- ignoreClosed(hs.Serve(httpL)) }()
 	go func() { errc <- srv.Serve(mcL) }()

@@ -88,9 +88,21 @@ func TestServeRefusesBadConfigsWithoutServing(t *testing.T) {
 // context and returns serveListener's result.
 func startServing(t *testing.T) (addr string, stop func() error) {
 	t.Helper()
+	addr, _, stop = startServingWith(t, nil)
+	return addr, stop
+}
+
+// startServingWith is startServing with the proxy's config changed by
+// configure (when not nil); it returns the proxy too.
+func startServingWith(t *testing.T, configure func(*proxy.Config)) (addr string, srv *proxy.Server, stop func() error) {
+	t.Helper()
 	m := testsupport.StartMemcached(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := proxy.New(proxy.Config{Backends: []ring.Node{{Addr: m.Addr}}, Logger: log, Version: version})
+	cfg := proxy.Config{Backends: []ring.Node{{Addr: m.Addr}}, Logger: log, Version: version}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := proxy.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +112,8 @@ func startServing(t *testing.T) (addr string, stop func() error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serveListener(ctx, ln, srv, serveOptions{}, log) }()
+	opts := serveOptions{idleTimeout: cfg.IdleTimeout}
+	go func() { done <- serveListener(ctx, ln, srv, opts, log) }()
 	stopped := false
 	stop = func() error {
 		if stopped {
@@ -117,7 +130,7 @@ func startServing(t *testing.T) (addr string, stop func() error) {
 		}
 	}
 	t.Cleanup(func() { _ = stop() })
-	return ln.Addr().String(), stop
+	return ln.Addr().String(), srv, stop
 }
 
 func httpGet(t *testing.T, url string) (*http.Response, string) {

@@ -99,11 +99,9 @@ func TestTLSListener(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t, dir)
 	addr := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
 	c := config{Listen: addr, Backends: []string{m.Addr}, TLSCert: certFile, TLSKey: keyFile}
-	ln, err := listen(c) // the key pair loads
-	if err != nil {
-		t.Fatal(err)
+	if tc, err := tlsConfig(c); tc == nil || err != nil { // the key pair loads
+		t.Fatalf("tlsConfig = %v, %v", tc, err)
 	}
-	ln.Close()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=serve --listen "+addr+" --backends "+m.Addr+" --tls-cert "+certFile+" --tls-key "+keyFile)
@@ -116,6 +114,7 @@ func TestTLSListener(t *testing.T) {
 		_ = cmd.Wait()
 	})
 	var conn *tls.Conn
+	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		conn, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 		if err == nil {

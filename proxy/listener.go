@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Listener returns a listener that accepts from ln and holds the
+// connections it has returned and not yet closed to Config.MaxConnections,
+// as memcached does: past the limit a connection is answered "ERROR Too
+// many open connections" at once, before anything is read from it, and
+// closed. Every connection counts from its accept until it is closed,
+// whatever is done with it afterwards (HTTP, a TLS handshake, a connection
+// that never sends a byte), so put Listener directly over the socket
+// listener and anything that sorts or wraps connections over it.
+//
+// Once a Server has made a Listener, Serve leaves counting and limiting to
+// it: curr_connections, total_connections and rejected_connections count at
+// the Listener, and Serve no longer checks MaxConnections itself, so all the
+// connections Serve is given must then come through Listener. Without it,
+// Serve counts and limits the connections it serves, as before.
+//
+// Closing the returned listener closes ln.
+func (s *Server) Listener(ln net.Listener) net.Listener {
+	s.limitsAtAccept.Store(true)
+	return &limitListener{Listener: ln, s: s, max: int64(s.cfg.MaxConnections), lingering: make(chan struct{}, maxLingering)}
+}
+
+// limitListener is the listener of Server.Listener. Accept may be called
+// from one goroutine at a time; the connections are safe for concurrent use
+// as the ones they wrap are.
+type limitListener struct {
+	net.Listener
+	s         *Server
+	max       int64
+	lingering chan struct{} // a token per refused connection being closed gracefully
+}
+
+// maxLingering bounds the refused connections whose close waits for the
+// client (rejectLinger each); past it a refused connection is closed at
+// once, and a client that had sent a request may see a reset.
+const maxLingering = 256
+
+// rejectLinger is how long a refused connection is kept open, its write
+// side shut, for the client to read the refusal and close.
+const rejectLinger = time.Second
+
+// Accept returns the next connection under the limit, refusing the ones
+// over it on the way.
+func (l *limitListener) Accept() (net.Conn, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			if !outOfFiles(err) {
+				return nil, err
+			}
+			// Out of file descriptors: wait for some to be closed
+			// rather than spin (the caller retries at once).
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		st := l.s.stats
+		if st.CurrConnections.Add(1) > l.max {
+			st.CurrConnections.Add(-1)
+			st.RejectedConnections.Add(1)
+			l.reject(nc)
+			continue
+		}
+		st.TotalConnections.Add(1)
+		return &countedConn{Conn: nc, s: l.s}, nil
+	}
+}
+
+func outOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// reject answers nc as memcached does and closes it without losing the
+// answer. Closing a socket that holds unread bytes (a client's first
+// request, sent without waiting) makes the kernel send a reset, which can
+// reach the client before it has read the line. So the write side is shut
+// first, and what the client sends is read and dropped until it closes or
+// rejectLinger passes.
+func (l *limitListener) reject(nc net.Conn) {
+	_ = nc.SetDeadline(time.Now().Add(rejectLinger))
+	_, err := nc.Write(replyTooManyConnections)
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok && err == nil {
+		err = cw.CloseWrite()
+	}
+	select {
+	case l.lingering <- struct{}{}:
+	default:
+		err = errLingerFull
+	}
+	if err != nil {
+		nc.Close()
+		return
+	}
+	go l.linger(nc)
+}
+
+var errLingerFull = errors.New("proxy: too many refused connections closing")
+
+// linger is the goroutine of one refused connection; it ends when the
+// client closes or at nc's deadline.
+func (l *limitListener) linger(nc net.Conn) {
+	defer func() { <-l.lingering }()
+	defer nc.Close()
+	_, _ = io.Copy(io.Discard, nc)
+}
+
+// countedConn is a connection that Listener counted; Close uncounts it
+// once.
+type countedConn struct {
+	net.Conn
+	s    *Server
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.s.stats.CurrConnections.Add(-1) })
+	return err
+}
