@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,39 +23,77 @@ type config struct {
 	Backends []string `yaml:"backends"`
 	Postgres string   `yaml:"postgres"`
 
-	TombstoneTTL time.Duration    `yaml:"tombstone_ttl"`
+	TombstoneTTL duration         `yaml:"tombstone_ttl"`
 	HotTier      hotTierConfig    `yaml:"hot_tier"`
 	Models       map[string]model `yaml:"models"`
 
-	BackendConnections int           `yaml:"backend_connections"`
-	ConnectTimeout     time.Duration `yaml:"connect_timeout"`
-	Timeout            time.Duration `yaml:"timeout"`
-	RetryInterval      time.Duration `yaml:"server_retry_timeout"`
-	FailureLimit       int           `yaml:"server_failure_limit"`
-	QueueSize          int           `yaml:"queue_size"`
-	MaxItemSize        int           `yaml:"max_item_size"`
-	MaxLineLength      int           `yaml:"max_line_length"`
-	MaxConnections     int           `yaml:"max_connections"`
-	IdleTimeout        time.Duration `yaml:"idle_timeout"`
-	DrainTimeout       time.Duration `yaml:"drain_timeout"`
-	TLSCert            string        `yaml:"tls_cert"`
-	TLSKey             string        `yaml:"tls_key"`
-	AdminPublic        bool          `yaml:"admin_public"`
+	BackendConnections int      `yaml:"backend_connections"`
+	ConnectTimeout     duration `yaml:"connect_timeout"`
+	Timeout            duration `yaml:"timeout"`
+	RetryInterval      duration `yaml:"server_retry_timeout"`
+	FailureLimit       int      `yaml:"server_failure_limit"`
+	QueueSize          int      `yaml:"queue_size"`
+	MaxItemSize        int      `yaml:"max_item_size"`
+	MaxLineLength      int      `yaml:"max_line_length"`
+	MaxConnections     int      `yaml:"max_connections"`
+	IdleTimeout        duration `yaml:"idle_timeout"`
+	DrainTimeout       duration `yaml:"drain_timeout"`
+	TLSCert            string   `yaml:"tls_cert"`
+	TLSKey             string   `yaml:"tls_key"`
+	AdminPublic        bool     `yaml:"admin_public"`
 
 	pprof bool // from --pprof only
 }
 
 type hotTierConfig struct {
-	MaxBytes int64         `yaml:"max_bytes"`
-	TTL      time.Duration `yaml:"ttl"`
+	MaxBytes int64    `yaml:"max_bytes"`
+	TTL      duration `yaml:"ttl"`
 }
 
 // model maps a model name to a table; objects are served from it.
 type model struct {
-	Table       string        `yaml:"table"`
-	Key         string        `yaml:"key"`
-	TTL         time.Duration `yaml:"ttl"`
-	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	Table       string   `yaml:"table"`
+	Key         string   `yaml:"key"`
+	TTL         duration `yaml:"ttl"`
+	NegativeTTL duration `yaml:"negative_ttl"`
+}
+
+// duration is a time.Duration in the config file, written as Go writes
+// one ("5m", "1m30s", "250us"). A bare 0 is accepted too (YAML reads it as
+// an integer): DESIGN.md turns the hot tier off with "ttl: 0". Any other
+// bare number is refused, since it is not clear whether it counts seconds
+// or nanoseconds.
+type duration time.Duration
+
+// UnmarshalYAML reads a duration string, or a bare 0.
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as 30s, not a %s", n.Line, kindName(n.Kind))
+	}
+	if n.Tag == "!!int" || n.Tag == "!!float" {
+		if f, err := strconv.ParseFloat(n.Value, 64); err == nil && f == 0 {
+			*d = 0
+			return nil
+		}
+		return fmt.Errorf("line %d: duration %s needs a unit, such as %ss or %sms (only 0 may go without)", n.Line, n.Value, n.Value, n.Value)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = duration(v)
+	return nil
+}
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.MappingNode:
+		return "mapping"
+	default:
+		return "non-scalar"
+	}
 }
 
 const defaultListen = "127.0.0.1:11311"
@@ -119,17 +158,17 @@ func newServeFlags() *serveFlags {
 	fs.StringVar(&f.backends, "backends", "", "comma-separated memcached `nodes`, each host:port with an optional \" weight\"")
 	fs.StringVar(&f.c.Postgres, "postgres", "", "PostgreSQL connection `URL` for models")
 	fs.IntVar(&f.c.BackendConnections, "backend-connections", 2, "pipelined connections to each backend")
-	fs.DurationVar(&f.c.ConnectTimeout, "connect-timeout", 500*time.Millisecond, "timeout for connecting to a backend")
-	fs.DurationVar(&f.c.Timeout, "timeout", time.Second, "timeout for a backend's reply")
-	fs.DurationVar(&f.c.RetryInterval, "server-retry-timeout", time.Second, "how long a backend that cannot be reached fails fast before the next attempt; how often an ejected one is probed")
+	fs.DurationVar((*time.Duration)(&f.c.ConnectTimeout), "connect-timeout", 500*time.Millisecond, "timeout for connecting to a backend")
+	fs.DurationVar((*time.Duration)(&f.c.Timeout), "timeout", time.Second, "timeout for a backend's reply")
+	fs.DurationVar((*time.Duration)(&f.c.RetryInterval), "server-retry-timeout", time.Second, "how long a backend that cannot be reached fails fast before the next attempt; how often an ejected one is probed")
 	fs.IntVar(&f.c.FailureLimit, "server-failure-limit", 2, "consecutive failures that eject a backend until it answers again (negative: never)")
 	fs.IntVar(&f.c.QueueSize, "queue-size", 4096, "requests queued per backend connection before SERVER_ERROR")
 	fs.IntVar(&f.c.MaxItemSize, "max-item-size", 1<<20, "largest value in `bytes`")
 	fs.IntVar(&f.c.MaxLineLength, "max-line-length", 64<<10, "longest get line in `bytes`")
 	fs.BoolVar(&f.c.pprof, "pprof", false, "serve /debug/pprof on the HTTP side of the listener (loopback clients only unless --admin-public)")
 	fs.IntVar(&f.c.MaxConnections, "max-connections", 4096, "client connections; past it memcached's \"ERROR Too many open connections\"")
-	fs.DurationVar(&f.c.IdleTimeout, "idle-timeout", 0, "close client connections idle this long (0: never)")
-	fs.DurationVar(&f.c.DrainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may finish")
+	fs.DurationVar((*time.Duration)(&f.c.IdleTimeout), "idle-timeout", 0, "close client connections idle this long (0: never)")
+	fs.DurationVar((*time.Duration)(&f.c.DrainTimeout), "drain-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may finish")
 	fs.StringVar(&f.c.TLSCert, "tls-cert", "", "PEM certificate `file` for TLS on the listener (with --tls-key)")
 	fs.StringVar(&f.c.TLSKey, "tls-key", "", "PEM private key `file` for TLS on the listener")
 	fs.BoolVar(&f.c.AdminPublic, "admin-public", false, "let admin endpoints (pprof) answer clients that are not on loopback")

@@ -33,10 +33,10 @@ func TestExampleConfigParsesAsDesignSays(t *testing.T) {
 		Listen:       "127.0.0.1:11311",
 		Backends:     []string{"127.0.0.1:11211", "127.0.0.1:11212"},
 		Postgres:     "postgres://app@127.0.0.1:5432/app?sslmode=disable",
-		TombstoneTTL: 10 * time.Second,
-		HotTier:      hotTierConfig{MaxBytes: 64 << 20, TTL: 2 * time.Second},
+		TombstoneTTL: duration(10 * time.Second),
+		HotTier:      hotTierConfig{MaxBytes: 64 << 20, TTL: duration(2 * time.Second)},
 		Models: map[string]model{
-			"User": {Table: "users", Key: "id", TTL: 5 * time.Minute, NegativeTTL: 30 * time.Second},
+			"User": {Table: "users", Key: "id", TTL: duration(5 * time.Minute), NegativeTTL: duration(30 * time.Second)},
 		},
 	}
 	if diff := cmp.Diff(got, want, allowConfig); diff != "" {
@@ -105,16 +105,16 @@ server_retry_timeout: 3s
 		{"no flags: the file as it is", nil, func(*config) {}},
 		{"set flags win over the file", []string{"--timeout", "5s", "--backends", "10.0.0.1:11211, 10.0.0.2:11211 2", "--listen", ":3000"},
 			func(c *config) {
-				c.Timeout = 5 * time.Second
+				c.Timeout = duration(5 * time.Second)
 				c.Backends = []string{"10.0.0.1:11211", "10.0.0.2:11211 2"}
 				c.Listen = ":3000"
 			}},
 		{"a flag set to its default still wins", []string{"--queue-size", "4096", "--server-retry-timeout", "1s"},
-			func(c *config) { c.QueueSize, c.RetryInterval = 4096, time.Second }},
+			func(c *config) { c.QueueSize, c.RetryInterval = 4096, duration(time.Second) }},
 		{"every override flag", []string{"--postgres", "postgres://x", "--backend-connections", "4",
 			"--connect-timeout", "50ms", "--max-item-size", "10", "--max-line-length", "4096", "--pprof"},
 			func(c *config) {
-				c.Postgres, c.BackendConnections, c.ConnectTimeout = "postgres://x", 4, 50*time.Millisecond
+				c.Postgres, c.BackendConnections, c.ConnectTimeout = "postgres://x", 4, duration(50*time.Millisecond)
 				c.MaxItemSize, c.MaxLineLength, c.pprof = 10, 4096, true
 			}},
 	} {
@@ -126,10 +126,10 @@ server_retry_timeout: 3s
 			want := config{
 				Listen:        "127.0.0.1:2000",
 				Backends:      []string{"127.0.0.1:11211"},
-				Timeout:       2 * time.Second,
+				Timeout:       duration(2 * time.Second),
 				QueueSize:     100,
 				MaxItemSize:   2048,
-				RetryInterval: 3 * time.Second,
+				RetryInterval: duration(3 * time.Second),
 			}
 			tc.want(&want)
 			if diff := cmp.Diff(got, want, allowConfig); diff != "" {
@@ -190,5 +190,29 @@ func TestValidateRefusesBadConfigs(t *testing.T) {
 				t.Errorf("validate() = %v, want an error mentioning %s", err, tc.mention)
 			}
 		})
+	}
+}
+
+func TestDurationsMayBeABareZero(t *testing.T) {
+	got, err := loadConfig(writeConfig(t, "hot_tier: {max_bytes: 0, ttl: 0}\ntimeout: 0\nidle_timeout: 0s\ndrain_timeout: 1m30s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{DrainTimeout: duration(90 * time.Second)}
+	if diff := cmp.Diff(got, want, allowConfig); diff != "" {
+		t.Errorf("(-got +want):\n%s", diff)
+	}
+}
+
+func TestBareIntegerDurationsOtherThanZeroAreRefused(t *testing.T) {
+	for _, yaml := range []string{"timeout: 5\n", "hot_tier: {ttl: 2}\n", "timeout: 1.5\n", "timeout: [1s]\n"} {
+		_, err := loadConfig(writeConfig(t, yaml))
+		if err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("loadConfig(%q) = %v, want an error naming line 1", yaml, err)
+		}
+	}
+	_, err := loadConfig(writeConfig(t, "timeout: 5\n"))
+	if err == nil || !strings.Contains(err.Error(), "unit") {
+		t.Errorf("loadConfig(timeout: 5) = %v, want an error asking for a unit", err)
 	}
 }

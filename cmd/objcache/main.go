@@ -111,7 +111,7 @@ func serveConfig(ctx context.Context, c config, reread func() (config, error), l
 	if err != nil {
 		return err
 	}
-	opts := serveOptions{pprof: c.pprof, adminPublic: c.AdminPublic, drainTimeout: c.DrainTimeout, idleTimeout: c.IdleTimeout}
+	opts := serveOptions{pprof: c.pprof, adminPublic: c.AdminPublic, drainTimeout: time.Duration(c.DrainTimeout), idleTimeout: time.Duration(c.IdleTimeout)}
 	if opts.tls, err = tlsConfig(c); err != nil {
 		return err
 	}
@@ -144,25 +144,25 @@ func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logge
 	pc := proxy.Config{
 		Backends:           nodes,
 		BackendConnections: c.BackendConnections,
-		ConnectTimeout:     c.ConnectTimeout,
-		Timeout:            c.Timeout,
-		RetryInterval:      c.RetryInterval,
+		ConnectTimeout:     time.Duration(c.ConnectTimeout),
+		Timeout:            time.Duration(c.Timeout),
+		RetryInterval:      time.Duration(c.RetryInterval),
 		ServerFailureLimit: c.FailureLimit,
 		QueueSize:          c.QueueSize,
 		MaxItemSize:        c.MaxItemSize,
 		MaxLineLength:      c.MaxLineLength,
 		MaxConnections:     c.MaxConnections,
-		IdleTimeout:        c.IdleTimeout,
+		IdleTimeout:        time.Duration(c.IdleTimeout),
 		Version:            version,
 		Logger:             log,
-		TombstoneTTL:       c.TombstoneTTL,
-		HotTier:            proxy.HotTier{MaxBytes: c.HotTier.MaxBytes, TTL: c.HotTier.TTL},
+		TombstoneTTL:       time.Duration(c.TombstoneTTL),
+		HotTier:            proxy.HotTier{MaxBytes: c.HotTier.MaxBytes, TTL: time.Duration(c.HotTier.TTL)},
 	}
 	if ld != nil {
 		pc.Loader = ld
 		pc.Models = make(map[string]proxy.Model, len(c.Models))
 		for name, m := range c.Models {
-			pc.Models[name] = proxy.Model{TTL: m.TTL, NegativeTTL: m.NegativeTTL}
+			pc.Models[name] = proxy.Model{TTL: time.Duration(m.TTL), NegativeTTL: time.Duration(m.NegativeTTL)}
 		}
 	}
 	return pc
@@ -330,7 +330,7 @@ func newLoader(ctx context.Context, c config) (*loader.Loader, error) {
 	}
 	lc := loader.Config{DSN: c.Postgres}
 	for name, m := range c.Models {
-		lc.Models = append(lc.Models, loader.Model{Name: name, Table: m.Table, Key: m.Key, TTL: m.TTL, NegativeTTL: m.NegativeTTL})
+		lc.Models = append(lc.Models, loader.Model{Name: name, Table: m.Table, Key: m.Key, TTL: time.Duration(m.TTL), NegativeTTL: time.Duration(m.NegativeTTL)})
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
