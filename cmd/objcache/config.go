@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -33,6 +31,7 @@ type config struct {
 	RetryInterval      duration `yaml:"server_retry_timeout"`
 	FailureLimit       int      `yaml:"server_failure_limit"`
 	QueueSize          int      `yaml:"queue_size"`
+	QueueBytes         int      `yaml:"queue_bytes"`
 	MaxItemSize        int      `yaml:"max_item_size"`
 	MaxLineLength      int      `yaml:"max_line_length"`
 	MaxConnections     int      `yaml:"max_connections"`
@@ -133,121 +132,8 @@ func (c *config) validate() ([]ring.Node, error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, errors.New("config: tls_cert and tls_key go together")
 	}
-	if c.MaxItemSize < 0 || c.QueueSize < 0 || c.BackendConnections < 0 || c.MaxLineLength < 0 || c.MaxConnections < 0 {
+	if c.MaxItemSize < 0 || c.QueueSize < 0 || c.QueueBytes < 0 || c.BackendConnections < 0 || c.MaxLineLength < 0 || c.MaxConnections < 0 {
 		return nil, errors.New("config: sizes and counts must not be negative")
 	}
 	return nodes, nil
-}
-
-// serveFlags are the flags of "objcache serve"; each set flag overrides the
-// config file.
-type serveFlags struct {
-	fs       *flag.FlagSet
-	config   string
-	logLevel string
-	c        config // values of the override flags
-	backends string
-}
-
-func newServeFlags() *serveFlags {
-	f := &serveFlags{fs: flag.NewFlagSet("serve", flag.ContinueOnError)}
-	fs := f.fs
-	fs.StringVar(&f.config, "config", "", "YAML config `file` (see examples/objcache.yaml)")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
-	fs.StringVar(&f.c.Listen, "listen", defaultListen, "`host:port` for the memcached protocol and HTTP (/healthz, /metrics)")
-	fs.StringVar(&f.backends, "backends", "", "comma-separated memcached `nodes`, each host:port with an optional \" weight\"")
-	fs.StringVar(&f.c.Postgres, "postgres", "", "PostgreSQL connection `URL` for models")
-	fs.IntVar(&f.c.BackendConnections, "backend-connections", 2, "pipelined connections to each backend")
-	fs.DurationVar((*time.Duration)(&f.c.ConnectTimeout), "connect-timeout", 500*time.Millisecond, "timeout for connecting to a backend")
-	fs.DurationVar((*time.Duration)(&f.c.Timeout), "timeout", time.Second, "timeout for a backend's reply")
-	fs.DurationVar((*time.Duration)(&f.c.RetryInterval), "server-retry-timeout", time.Second, "how long a backend that cannot be reached fails fast before the next attempt; how often an ejected one is probed")
-	fs.IntVar(&f.c.FailureLimit, "server-failure-limit", 2, "consecutive failures that eject a backend until it answers again (negative: never)")
-	fs.IntVar(&f.c.QueueSize, "queue-size", 4096, "requests queued per backend connection before SERVER_ERROR")
-	fs.IntVar(&f.c.MaxItemSize, "max-item-size", 1<<20, "largest value in `bytes`")
-	fs.IntVar(&f.c.MaxLineLength, "max-line-length", 64<<10, "longest get line in `bytes`")
-	fs.BoolVar(&f.c.pprof, "pprof", false, "serve /debug/pprof on the HTTP side of the listener (loopback clients only unless --admin-public)")
-	fs.IntVar(&f.c.MaxConnections, "max-connections", 4096, "client connections; past it memcached's \"ERROR Too many open connections\"")
-	fs.DurationVar((*time.Duration)(&f.c.IdleTimeout), "idle-timeout", 0, "close client connections idle this long (0: never)")
-	fs.DurationVar((*time.Duration)(&f.c.DrainTimeout), "drain-timeout", 10*time.Second, "on SIGTERM, how long requests in flight may finish")
-	fs.StringVar(&f.c.TLSCert, "tls-cert", "", "PEM certificate `file` for TLS on the listener (with --tls-key)")
-	fs.StringVar(&f.c.TLSKey, "tls-key", "", "PEM private key `file` for TLS on the listener")
-	fs.BoolVar(&f.c.AdminPublic, "admin-public", false, "let admin endpoints (pprof) answer clients that are not on loopback")
-	return f
-}
-
-// load parses args and returns the config file's settings with the set flags
-// applied over them.
-func (f *serveFlags) load(args []string) (config, error) {
-	if err := f.fs.Parse(args); err != nil {
-		return config{}, err
-	}
-	if f.fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(f.fs.Args(), " "))
-	}
-	return f.current()
-}
-
-// current reads the config file anew and applies the set flags over it: what
-// a reload takes effect with.
-func (f *serveFlags) current() (config, error) {
-	var c config
-	if f.config != "" {
-		var err error
-		if c, err = loadConfig(f.config); err != nil {
-			return c, err
-		}
-	}
-	f.fs.Visit(func(fl *flag.Flag) { f.override(&c, fl.Name) })
-	return c, nil
-}
-
-func (f *serveFlags) override(c *config, name string) {
-	switch name {
-	case "listen":
-		c.Listen = f.c.Listen
-	case "backends":
-		c.Backends = splitList(f.backends)
-	case "postgres":
-		c.Postgres = f.c.Postgres
-	case "backend-connections":
-		c.BackendConnections = f.c.BackendConnections
-	case "connect-timeout":
-		c.ConnectTimeout = f.c.ConnectTimeout
-	case "timeout":
-		c.Timeout = f.c.Timeout
-	case "server-retry-timeout":
-		c.RetryInterval = f.c.RetryInterval
-	case "server-failure-limit":
-		c.FailureLimit = f.c.FailureLimit
-	case "queue-size":
-		c.QueueSize = f.c.QueueSize
-	case "max-item-size":
-		c.MaxItemSize = f.c.MaxItemSize
-	case "max-line-length":
-		c.MaxLineLength = f.c.MaxLineLength
-	case "pprof":
-		c.pprof = f.c.pprof
-	case "max-connections":
-		c.MaxConnections = f.c.MaxConnections
-	case "idle-timeout":
-		c.IdleTimeout = f.c.IdleTimeout
-	case "drain-timeout":
-		c.DrainTimeout = f.c.DrainTimeout
-	case "tls-cert":
-		c.TLSCert = f.c.TLSCert
-	case "tls-key":
-		c.TLSKey = f.c.TLSKey
-	case "admin-public":
-		c.AdminPublic = f.c.AdminPublic
-	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

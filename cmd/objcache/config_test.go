@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,89 @@ func TestBareIntegerDurationsOtherThanZeroAreRefused(t *testing.T) {
 	_, err := loadConfig(writeConfig(t, "timeout: 5\n"))
 	if err == nil || !strings.Contains(err.Error(), "unit") {
 		t.Errorf("loadConfig(timeout: 5) = %v, want an error asking for a unit", err)
+	}
+}
+
+// TestEveryYAMLKeyHasAFlagThatOverridesIt: "flags override" holds for
+// every key of the file but models (a map of tables, only in the file).
+func TestEveryYAMLKeyHasAFlagThatOverridesIt(t *testing.T) {
+	keys := yamlKeys(reflect.TypeOf(config{}), "", nil)
+	if len(keys) < 20 {
+		t.Fatalf("only %d keys found", len(keys))
+	}
+	for _, k := range keys {
+		name := strings.NewReplacer(".", "-", "_", "-").Replace(k.path)
+		t.Run(k.path, func(t *testing.T) {
+			if newServeFlags().fs.Lookup(name) == nil {
+				t.Fatalf("no --%s for the key %s", name, k.path)
+			}
+			got, err := newServeFlags().load([]string{"--" + name + "=" + sample(k.typ)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reflect.ValueOf(got).FieldByIndex(k.index).IsZero() {
+				t.Errorf("--%s=%s left %s unset", name, sample(k.typ), k.path)
+			}
+		})
+	}
+}
+
+type yamlKey struct {
+	path  string // "hot_tier.ttl"
+	index []int  // of the field in config
+	typ   reflect.Type
+}
+
+// yamlKeys lists the keys of the struct type t, nested structs' keys
+// under their parent's.
+func yamlKeys(t reflect.Type, prefix string, index []int) []yamlKey {
+	var keys []yamlKey
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		if tag == "" || f.Type.Kind() == reflect.Map {
+			continue
+		}
+		k := yamlKey{path: prefix + tag, index: append(append([]int(nil), index...), i), typ: f.Type}
+		if f.Type.Kind() == reflect.Struct {
+			keys = append(keys, yamlKeys(f.Type, k.path+".", k.index)...)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// sample is a value of a flag for a field of type t that is not its zero.
+func sample(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeOf(duration(0)):
+		return "7s"
+	case t.Kind() == reflect.Bool:
+		return "true"
+	case t.Kind() == reflect.String:
+		return "x"
+	case t.Kind() == reflect.Slice:
+		return "127.0.0.1:1"
+	default:
+		return "7"
+	}
+}
+
+func TestProxyConfigCarriesTheFileSettings(t *testing.T) {
+	c, err := newServeFlags().load([]string{"--backends", "127.0.0.1:11211", "--queue-bytes", "1024",
+		"--tombstone-ttl", "20s", "--hot-tier-max-bytes", "4096", "--hot-tier-ttl", "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := c.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := proxyConfig(c, nodes, nil, nil)
+	got := []any{pc.QueueBytes, pc.TombstoneTTL, pc.HotTier.MaxBytes, pc.HotTier.TTL}
+	want := []any{1024, 20 * time.Second, int64(4096), time.Second}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("proxyConfig (-got +want):\n%s", diff)
 	}
 }

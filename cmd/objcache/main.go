@@ -149,6 +149,7 @@ func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logge
 		RetryInterval:      time.Duration(c.RetryInterval),
 		ServerFailureLimit: c.FailureLimit,
 		QueueSize:          c.QueueSize,
+		QueueBytes:         c.QueueBytes,
 		MaxItemSize:        c.MaxItemSize,
 		MaxLineLength:      c.MaxLineLength,
 		MaxConnections:     c.MaxConnections,
