@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"time"
@@ -24,6 +25,7 @@ type config struct {
 	TombstoneTTL duration         `yaml:"tombstone_ttl"`
 	HotTier      hotTierConfig    `yaml:"hot_tier"`
 	Models       map[string]model `yaml:"models"`
+	Database     databaseConfig   `yaml:"database"`
 
 	BackendConnections int      `yaml:"backend_connections"`
 	ConnectTimeout     duration `yaml:"connect_timeout"`
@@ -47,6 +49,17 @@ type config struct {
 type hotTierConfig struct {
 	MaxBytes int64    `yaml:"max_bytes"`
 	TTL      duration `yaml:"ttl"`
+}
+
+// databaseConfig bounds the loader's work on PostgreSQL; zero values are
+// the loader's and the proxy's defaults.
+type databaseConfig struct {
+	BatchWindow  duration `yaml:"batch_window"`  // how long a batch waits for more ids; 200us
+	MaxBatch     int      `yaml:"max_batch"`     // ids per query; 500
+	MaxConns     int      `yaml:"max_conns"`     // connections to PostgreSQL; 8
+	MaxInFlight  int      `yaml:"max_in_flight"` // queries at once; max_conns
+	QueryTimeout duration `yaml:"query_timeout"` // bounds each query; 2s
+	LoadTimeout  duration `yaml:"load_timeout"`  // bounds how long a get waits for its rows; 5s
 }
 
 // model maps a model name to a table; objects are served from it.
@@ -132,8 +145,13 @@ func (c *config) validate() ([]ring.Node, error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, errors.New("config: tls_cert and tls_key go together")
 	}
-	if c.MaxItemSize < 0 || c.QueueSize < 0 || c.QueueBytes < 0 || c.BackendConnections < 0 || c.MaxLineLength < 0 || c.MaxConnections < 0 {
+	db := c.Database
+	if c.MaxItemSize < 0 || c.QueueSize < 0 || c.QueueBytes < 0 || c.BackendConnections < 0 || c.MaxLineLength < 0 || c.MaxConnections < 0 ||
+		db.MaxBatch < 0 || db.MaxConns < 0 || db.MaxInFlight < 0 {
 		return nil, errors.New("config: sizes and counts must not be negative")
+	}
+	if db.MaxConns > math.MaxInt32 {
+		return nil, fmt.Errorf("config: database.max_conns %d is too many", db.MaxConns)
 	}
 	return nodes, nil
 }

@@ -286,7 +286,7 @@ func sample(t reflect.Type) string {
 
 func TestProxyConfigCarriesTheFileSettings(t *testing.T) {
 	c, err := newServeFlags().load([]string{"--backends", "127.0.0.1:11211", "--queue-bytes", "1024",
-		"--tombstone-ttl", "20s", "--hot-tier-max-bytes", "4096", "--hot-tier-ttl", "1s"})
+		"--tombstone-ttl", "20s", "--hot-tier-max-bytes", "4096", "--hot-tier-ttl", "1s", "--database-load-timeout", "3s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,8 +295,8 @@ func TestProxyConfigCarriesTheFileSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := proxyConfig(c, nodes, nil, nil)
-	got := []any{pc.QueueBytes, pc.TombstoneTTL, pc.HotTier.MaxBytes, pc.HotTier.TTL}
-	want := []any{1024, 20 * time.Second, int64(4096), time.Second}
+	got := []any{pc.QueueBytes, pc.TombstoneTTL, pc.HotTier.MaxBytes, pc.HotTier.TTL, pc.LoadTimeout}
+	want := []any{1024, 20 * time.Second, int64(4096), time.Second, 3 * time.Second}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("proxyConfig (-got +want):\n%s", diff)
 	}

@@ -115,7 +115,7 @@ func serveConfig(ctx context.Context, c config, reread func() (config, error), l
 	if opts.tls, err = tlsConfig(c); err != nil {
 		return err
 	}
-	ld, err := newLoader(ctx, c)
+	ld, err := newLoader(ctx, c, log)
 	if err != nil {
 		return err
 	}
@@ -157,6 +157,7 @@ func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logge
 		Version:            version,
 		Logger:             log,
 		TombstoneTTL:       time.Duration(c.TombstoneTTL),
+		LoadTimeout:        time.Duration(c.Database.LoadTimeout),
 		HotTier:            proxy.HotTier{MaxBytes: c.HotTier.MaxBytes, TTL: time.Duration(c.HotTier.TTL)},
 	}
 	if ld != nil {
@@ -207,7 +208,7 @@ func (r *reloader) apply() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ld, err := newLoader(ctx, c)
+	ld, err := newLoader(ctx, c, r.log)
 	if err != nil {
 		return err
 	}
@@ -322,24 +323,35 @@ func httpIdleTimeout(idle time.Duration) time.Duration {
 
 // newLoader connects to PostgreSQL and checks every model, or returns nil
 // when no models are configured (a plain sharding proxy).
-func newLoader(ctx context.Context, c config) (*loader.Loader, error) {
+func newLoader(ctx context.Context, c config, log *slog.Logger) (*loader.Loader, error) {
 	if len(c.Models) == 0 {
 		return nil, nil
 	}
 	if c.Postgres == "" {
 		return nil, errors.New("config: models need a postgres connection URL (postgres: or --postgres)")
 	}
-	lc := loader.Config{DSN: c.Postgres}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return loader.New(startCtx, loaderConfig(c, log))
+}
+
+// loaderConfig maps the config file's postgres, database and models to the
+// loader's settings.
+func loaderConfig(c config, log *slog.Logger) loader.Config {
+	db := c.Database
+	lc := loader.Config{
+		DSN:          c.Postgres,
+		MaxConns:     int32(db.MaxConns),
+		MaxInFlight:  db.MaxInFlight,
+		QueryTimeout: time.Duration(db.QueryTimeout),
+		BatchWindow:  time.Duration(db.BatchWindow),
+		MaxBatch:     db.MaxBatch,
+		Logger:       log,
+	}
 	for name, m := range c.Models {
 		lc.Models = append(lc.Models, loader.Model{Name: name, Table: m.Table, Key: m.Key, TTL: time.Duration(m.TTL), NegativeTTL: time.Duration(m.NegativeTTL)})
 	}
-	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	ld, err := loader.New(startCtx, lc)
-	if err != nil {
-		return nil, err
-	}
-	return ld, nil
+	return lc
 }
 
 // serveListener splits ln between HTTP (admin) and the memcached protocol

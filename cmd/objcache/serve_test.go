@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/objcache/objcache/internal/testsupport"
+)
+
+// objcacheFromFile is objcache run by serveConfig from a config file, in
+// front of one memcached and a database with a table users of three rows
+// (id bigint, name text), as the model User.
+type objcacheFromFile struct {
+	addr string // where it listens
+	path string // its config file
+	dsn  string // the database
+	head string // the file's first lines: listen, backends, postgres
+	logs *syncBuffer
+}
+
+// startFromFile starts objcache with the config file head + body (body
+// without listen, backends and postgres) and stops it when the test ends.
+func startFromFile(t *testing.T, body string) *objcacheFromFile {
+	t.Helper()
+	m := testsupport.StartMemcached(t)
+	dsn := testsupport.SharedPostgres(t).NewDatabase(t)
+	conn := testsupport.ConnectDSN(t, dsn)
+	if _, err := conn.Exec(context.Background(), "CREATE TABLE users (id bigint PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'ada'), (2, 'bob'), (3, 'cy')"); err != nil {
+		t.Fatal(err)
+	}
+	o := &objcacheFromFile{
+		addr: fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t)),
+		path: filepath.Join(t.TempDir(), "objcache.yaml"),
+		dsn:  dsn,
+		logs: new(syncBuffer),
+	}
+	o.head = fmt.Sprintf("listen: %s\nbackends: [%s]\npostgres: %q\n", o.addr, m.Addr, dsn)
+	o.write(t, body)
+	c, err := loadConfig(o.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(o.logs, nil))
+	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(o.path) }, log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveConfig: %v", err)
+		}
+	})
+	dialEventually(t, o.addr).Close()
+	return o
+}
+
+// write replaces the config file with head + body.
+func (o *objcacheFromFile) write(t *testing.T, body string) {
+	t.Helper()
+	if err := os.WriteFile(o.path, []byte(o.head+body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stats returns the STAT lines of "stats" on c by name.
+func stats(c *testsupport.Conn) map[string]string {
+	c.Send("stats\r\n")
+	st := map[string]string{}
+	for line := c.ReadLine(); line != "END"; line = c.ReadLine() {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "STAT" {
+			st[f[1]] = f[2]
+		}
+	}
+	return st
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type syncBuffer struct {
+	mu sync.Mutex // protects b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
