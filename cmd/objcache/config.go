@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"sort"
 	"strconv"
 	"time"
 
@@ -64,10 +65,52 @@ type databaseConfig struct {
 
 // model maps a model name to a table; objects are served from it.
 type model struct {
-	Table       string   `yaml:"table"`
-	Key         string   `yaml:"key"`
-	TTL         duration `yaml:"ttl"`
-	NegativeTTL duration `yaml:"negative_ttl"`
+	Table       string    `yaml:"table"`
+	Key         string    `yaml:"key"`
+	TTL         *duration `yaml:"ttl"`          // nil: defaultTTL
+	NegativeTTL *duration `yaml:"negative_ttl"` // nil: defaultNegativeTTL
+}
+
+// The defaults of the settings whose zero value the proxy and the loader
+// do not read as a default, or that validate compares.
+const (
+	// defaultTTL and defaultNegativeTTL are a model's ttl and negative_ttl
+	// when the file leaves them out. (A zero would be memcached's "never
+	// expire", so it is refused rather than read as a default.)
+	defaultTTL         = 5 * time.Minute
+	defaultNegativeTTL = 30 * time.Second
+	// minTTL is the shortest ttl or negative_ttl: memcached counts whole
+	// seconds, and less than one would be 0, never.
+	minTTL = time.Second
+
+	defaultTombstoneTTL = 10 * time.Second // proxy.Config.TombstoneTTL
+	defaultTimeout      = time.Second      // proxy.Config.Timeout
+	defaultLoadTimeout  = 5 * time.Second  // proxy.Config.LoadTimeout
+	defaultQueryTimeout = 2 * time.Second  // loader.Config.QueryTimeout
+	// maxTombstoneTTL is memcached's longest relative exptime; a longer
+	// one is read as a date, long past, and the tombstone would not hold.
+	maxTombstoneTTL = 30 * 24 * time.Hour
+)
+
+// ttl is how long the model's rows stay on their node.
+func (m model) ttl() time.Duration { return orDefault(m.TTL, defaultTTL) }
+
+// negativeTTL is how long the model's missing rows are remembered.
+func (m model) negativeTTL() time.Duration { return orDefault(m.NegativeTTL, defaultNegativeTTL) }
+
+func orDefault(d *duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return time.Duration(*d)
+}
+
+// or is d, or def when d is zero.
+func (d duration) or(def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return time.Duration(d)
 }
 
 // duration is a time.Duration in the config file, written as Go writes
@@ -153,5 +196,71 @@ func (c *config) validate() ([]ring.Node, error) {
 	if db.MaxConns > math.MaxInt32 {
 		return nil, fmt.Errorf("config: database.max_conns %d is too many", db.MaxConns)
 	}
+	if err := c.validateDurations(); err != nil {
+		return nil, err
+	}
 	return nodes, nil
+}
+
+// validateDurations refuses negative durations, model TTLs below a second
+// and, with models, a tombstone_ttl that a fill could outlast.
+func (c *config) validateDurations() error {
+	db := c.Database
+	for _, d := range []struct {
+		key string
+		v   duration
+	}{
+		{"tombstone_ttl", c.TombstoneTTL}, {"hot_tier.ttl", c.HotTier.TTL}, {"connect_timeout", c.ConnectTimeout},
+		{"timeout", c.Timeout}, {"server_retry_timeout", c.RetryInterval}, {"idle_timeout", c.IdleTimeout},
+		{"drain_timeout", c.DrainTimeout}, {"database.batch_window", db.BatchWindow},
+		{"database.query_timeout", db.QueryTimeout}, {"database.load_timeout", db.LoadTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("config: %s %v must not be negative", d.key, time.Duration(d.v))
+		}
+	}
+	names := make([]string, 0, len(c.Models))
+	for name := range c.Models {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		m := c.Models[name]
+		for _, d := range []struct {
+			key string
+			v   time.Duration
+			def time.Duration
+		}{{"ttl", m.ttl(), defaultTTL}, {"negative_ttl", m.negativeTTL(), defaultNegativeTTL}} {
+			if d.v < minTTL {
+				return fmt.Errorf("config: model %s: %s %v is below %v (leave it out for the default %v; 0, memcached's never, is not offered)", name, d.key, d.v, minTTL, d.def)
+			}
+		}
+	}
+	if len(c.Models) > 0 {
+		return c.validateTombstoneTTL()
+	}
+	return nil
+}
+
+// validateTombstoneTTL checks that a tombstone outlives every fill that may
+// have read the database before the delete wrote it: the fill's load
+// (query_timeout, load_timeout) and its store (timeout).
+func (c *config) validateTombstoneTTL() error {
+	tomb := c.TombstoneTTL.or(defaultTombstoneTTL)
+	if tomb > maxTombstoneTTL {
+		return fmt.Errorf("config: tombstone_ttl %v is longer than memcached's 30 days", tomb)
+	}
+	for _, b := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"database.query_timeout", c.Database.QueryTimeout.or(defaultQueryTimeout)},
+		{"database.load_timeout", c.Database.LoadTimeout.or(defaultLoadTimeout)},
+		{"timeout", c.Timeout.or(defaultTimeout)},
+	} {
+		if tomb <= b.v {
+			return fmt.Errorf("config: tombstone_ttl %v must be longer than %s (%v): a fill that read the database before a delete could store its old row after the tombstone expired", tomb, b.key, b.v)
+		}
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/objcache/objcache/internal/testsupport"
 	"github.com/objcache/objcache/ring"
 )
 
@@ -37,7 +38,7 @@ func TestExampleConfigParsesAsDesignSays(t *testing.T) {
 		TombstoneTTL: duration(10 * time.Second),
 		HotTier:      hotTierConfig{MaxBytes: 64 << 20, TTL: duration(2 * time.Second)},
 		Models: map[string]model{
-			"User": {Table: "users", Key: "id", TTL: duration(5 * time.Minute), NegativeTTL: duration(30 * time.Second)},
+			"User": {Table: "users", Key: "id", TTL: durationPtr(5 * time.Minute), NegativeTTL: durationPtr(30 * time.Second)},
 		},
 	}
 	if diff := cmp.Diff(got, want, allowConfig); diff != "" {
@@ -300,4 +301,61 @@ func TestProxyConfigCarriesTheFileSettings(t *testing.T) {
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("proxyConfig (-got +want):\n%s", diff)
 	}
+}
+
+// TestModelTTLsHaveDefaultsOnTheNode: a model without ttl or negative_ttl
+// stores rows for 5m and negative entries for 30s, not forever (memcached's
+// 0).
+func TestModelTTLsHaveDefaultsOnTheNode(t *testing.T) {
+	o := startFromFile(t, "models:\n  User: {table: users, key: id}\n")
+	c := testsupport.Dial(t, o.addr)
+	c.Send("get User:1 User:999\r\n")
+	for c.ReadLine() != "END" {
+	}
+	node := testsupport.Dial(t, o.mc.Addr)
+	for key, want := range map[string][]string{"User:1": {"HD t300", "HD t299"}, "User:999": {"HD t30", "HD t29"}} {
+		node.Send("mg " + key + " t\r\n")
+		if got := node.ReadLine(); got != want[0] && got != want[1] {
+			t.Errorf("mg %s t on the node = %q, want %q", key, got, want[0])
+		}
+	}
+}
+
+func TestTTLsBelowASecondAreRefusedNamingTheModel(t *testing.T) {
+	ok := []string{"127.0.0.1:11211"}
+	d := durationPtr
+	for _, tc := range []struct {
+		name    string
+		c       config
+		mention []string
+	}{
+		{"ttl 0", config{Backends: ok, Models: map[string]model{"User": {Table: "users", Key: "id", TTL: d(0)}}}, []string{"User", "ttl", "1s"}},
+		{"ttl 500ms", config{Backends: ok, Models: map[string]model{"Post": {Table: "posts", Key: "id", TTL: d(500 * time.Millisecond)}}}, []string{"Post", "ttl", "500ms"}},
+		{"negative_ttl 0", config{Backends: ok, Models: map[string]model{"User": {Table: "users", Key: "id", NegativeTTL: d(0)}}}, []string{"User", "negative_ttl"}},
+		{"tombstone_ttl within the query timeout", config{Backends: ok, TombstoneTTL: duration(2 * time.Second), Models: map[string]model{"User": {}}},
+			[]string{"tombstone_ttl", "database.query_timeout"}},
+		{"tombstone_ttl within the backend timeout", config{Backends: ok, TombstoneTTL: duration(6 * time.Second), Timeout: duration(6 * time.Second), Models: map[string]model{"User": {}}},
+			[]string{"tombstone_ttl", "timeout"}},
+		{"tombstone_ttl within the load timeout", config{Backends: ok, Database: databaseConfig{LoadTimeout: duration(20 * time.Second)}, Models: map[string]model{"User": {}}},
+			[]string{"tombstone_ttl 10s", "database.load_timeout"}},
+		{"a negative timeout", config{Backends: ok, Timeout: duration(-time.Second)}, []string{"timeout", "negative"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.c.validate()
+			for _, m := range tc.mention {
+				if err == nil || !strings.Contains(err.Error(), m) {
+					t.Errorf("validate() = %v, want an error mentioning %q", err, m)
+				}
+			}
+		})
+	}
+	c := config{Backends: ok, TombstoneTTL: duration(6 * time.Second), Models: map[string]model{"User": {TTL: d(time.Second)}}}
+	if _, err := c.validate(); err != nil {
+		t.Errorf("validate() of a 1s ttl and a 6s tombstone_ttl = %v, want nil", err)
+	}
+}
+
+func durationPtr(v time.Duration) *duration {
+	d := duration(v)
+	return &d
 }

@@ -164,7 +164,7 @@ func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logge
 		pc.Loader = ld
 		pc.Models = make(map[string]proxy.Model, len(c.Models))
 		for name, m := range c.Models {
-			pc.Models[name] = proxy.Model{TTL: time.Duration(m.TTL), NegativeTTL: time.Duration(m.NegativeTTL)}
+			pc.Models[name] = proxy.Model{TTL: m.ttl(), NegativeTTL: m.negativeTTL()}
 		}
 	}
 	return pc
@@ -349,7 +349,7 @@ func loaderConfig(c config, log *slog.Logger) loader.Config {
 		Logger:       log,
 	}
 	for name, m := range c.Models {
-		lc.Models = append(lc.Models, loader.Model{Name: name, Table: m.Table, Key: m.Key, TTL: time.Duration(m.TTL), NegativeTTL: time.Duration(m.NegativeTTL)})
+		lc.Models = append(lc.Models, loader.Model{Name: name, Table: m.Table, Key: m.Key, TTL: m.ttl(), NegativeTTL: m.negativeTTL()})
 	}
 	return lc
 }

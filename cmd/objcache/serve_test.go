@@ -18,10 +18,11 @@ import (
 // front of one memcached and a database with a table users of three rows
 // (id bigint, name text), as the model User.
 type objcacheFromFile struct {
-	addr string // where it listens
-	path string // its config file
-	dsn  string // the database
-	head string // the file's first lines: listen, backends, postgres
+	addr string                 // where it listens
+	path string                 // its config file
+	dsn  string                 // the database
+	head string                 // the file's first lines: listen, backends, postgres
+	mc   *testsupport.Memcached // the one backend
 	logs *syncBuffer
 }
 
@@ -39,6 +40,7 @@ func startFromFile(t *testing.T, body string) *objcacheFromFile {
 		addr: fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t)),
 		path: filepath.Join(t.TempDir(), "objcache.yaml"),
 		dsn:  dsn,
+		mc:   m,
 		logs: new(syncBuffer),
 	}
 	o.head = fmt.Sprintf("listen: %s\nbackends: [%s]\npostgres: %q\n", o.addr, m.Addr, dsn)
