@@ -119,7 +119,7 @@ func serveConfig(ctx context.Context, c config, reread func() (config, error), l
 	if err != nil {
 		return err
 	}
-	r := &reloader{reread: reread, loader: ld, log: log, closing: make(chan struct{})}
+	r := &reloader{reread: reread, started: c, loader: ld, log: log, closing: make(chan struct{})}
 	defer r.close()
 	if r.srv, err = proxy.New(proxyConfig(c, nodes, ld, log)); err != nil {
 		return err
@@ -173,9 +173,10 @@ func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logge
 // reloader re-reads the configuration and hands it to the proxy. Safe for
 // concurrent use: reloads are serialized.
 type reloader struct {
-	srv    *proxy.Server
-	reread func() (config, error)
-	log    *slog.Logger
+	srv     *proxy.Server
+	reread  func() (config, error)
+	started config // the configuration at start: what the settings a reload cannot apply stay at
+	log     *slog.Logger
 
 	mu      sync.Mutex     // serializes reloads; protects loader
 	loader  *loader.Loader // the loader in use; nil without models
@@ -218,6 +219,9 @@ func (r *reloader) apply() error {
 		}
 		return err
 	}
+	for _, key := range needRestart(r.started, c) {
+		r.log.Warn("reload: a changed setting takes effect only at a restart", "setting", key)
+	}
 	if old := r.loader; old != nil {
 		r.wg.Add(1)
 		go func() { // after the proxy has retired the topology that used it
@@ -231,6 +235,36 @@ func (r *reloader) apply() error {
 	}
 	r.loader = ld
 	return nil
+}
+
+// restartOnly are the settings that a reload cannot apply, with a way to
+// read each: they shape the listener, the client connections and the
+// admin endpoints, which live as long as the process.
+var restartOnly = []struct {
+	key string
+	get func(config) any
+}{
+	{"listen", func(c config) any { return c.Listen }},
+	{"max_connections", func(c config) any { return c.MaxConnections }},
+	{"idle_timeout", func(c config) any { return c.IdleTimeout }},
+	{"max_item_size", func(c config) any { return c.MaxItemSize }},     // the clients' parser; backends get the new one
+	{"max_line_length", func(c config) any { return c.MaxLineLength }}, // the clients' parser
+	{"tls_cert", func(c config) any { return c.TLSCert }},
+	{"tls_key", func(c config) any { return c.TLSKey }},
+	{"drain_timeout", func(c config) any { return c.DrainTimeout }},
+	{"admin_public", func(c config) any { return c.AdminPublic }},
+}
+
+// needRestart returns the keys of the restartOnly settings that differ
+// between running and next.
+func needRestart(running, next config) []string {
+	var keys []string
+	for _, s := range restartOnly {
+		if s.get(running) != s.get(next) {
+			keys = append(keys, s.key)
+		}
+	}
+	return keys
 }
 
 // loaderGrace outlasts the proxy's retirement of a reloaded topology (two

@@ -163,3 +163,52 @@ func TestReloadAddsAModel(t *testing.T) {
 	mc.Send("get User:1\r\n")
 	mc.Expect("VALUE User:1 0 21\r\n{\"id\":1,\"name\":\"ada\"}\r\nEND\r\n")
 }
+
+// TestReloadWarnsOfSettingsThatNeedARestart: a reload applies backends and
+// models, and names in a warning each changed setting it cannot apply.
+func TestReloadWarnsOfSettingsThatNeedARestart(t *testing.T) {
+	a := testsupport.StartMemcached(t)
+	b := testsupport.StartMemcached(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
+	path := filepath.Join(t.TempDir(), "objcache.yaml")
+	write := func(body string) {
+		if err := os.WriteFile(path, []byte("listen: "+listen+"\n"+body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("backends: [" + a.Addr + "]\nmax_connections: 100\n")
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := new(syncBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(path) }, slog.New(slog.NewTextHandler(logs, nil)))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	dialEventually(t, listen).Close()
+
+	write("backends: [" + b.Addr + "]\nmax_connections: 200\nidle_timeout: 1m\nmax_item_size: 2048\n")
+	if resp, body := post(t, "http://"+listen+"/reload"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /reload = %d %q", resp.StatusCode, body)
+	}
+	var warned []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "restart") {
+			warned = append(warned, line)
+		}
+	}
+	for _, key := range []string{"max_connections", "idle_timeout", "max_item_size"} {
+		if !strings.Contains(strings.Join(warned, "\n"), "setting="+key) {
+			t.Errorf("no warning names %s; warnings:\n%s", key, strings.Join(warned, "\n"))
+		}
+	}
+	if len(warned) != 3 {
+		t.Errorf("%d warnings, want 3 (backends reload without a restart):\n%s", len(warned), strings.Join(warned, "\n"))
+	}
+}
