@@ -208,6 +208,7 @@ func (s *Server) Reload(cfg Config) error {
 		old.close()
 		s.mu.Lock()
 		delete(s.retiring, old)
+		s.absorbLoader(old) // its counters stay in the stats
 		s.mu.Unlock()
 	}()
 	return nil

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,20 +15,26 @@ import (
 )
 
 // Stats are the proxy's own counters, answered by the stats command and
-// exported to Prometheus. All fields are safe for concurrent use.
+// exported to Prometheus. The counters only ever increase: "stats reset"
+// changes what the stats command shows, not them. All fields are safe for
+// concurrent use.
 type Stats struct {
 	started             time.Time
 	Commands            [protocol.NumCommands]atomic.Uint64 // requests by command
 	GetHits             atomic.Uint64                       // keys found by get/gets/gat/gats
 	GetMisses           atomic.Uint64                       // keys not found
-	CurrConnections     atomic.Int64
-	TotalConnections    atomic.Uint64
-	RejectedConnections atomic.Uint64 // over MaxConnections
-	BackendErrors       atomic.Uint64 // backend calls that failed (down, timeout, queue full)
-	Ejections           atomic.Uint64 // backends ejected from the ring
-	EjectedNodes        atomic.Int64  // backends out of the ring now
-	BackendRequests     atomic.Uint64 // requests written to backends
-	BackendWrites       atomic.Uint64 // writes (flushes) that carried them
+	CurrConnections     atomic.Int64                        // client connections open; behind a Listener, every one it accepted, HTTP ones too
+	TotalConnections    atomic.Uint64                       // client connections accepted
+	RejectedConnections atomic.Uint64                       // over MaxConnections
+	BackendErrors       atomic.Uint64                       // backend calls that failed (down, timeout, queue full)
+	Ejections           atomic.Uint64                       // backends ejected from the ring
+	EjectedNodes        atomic.Int64                        // backends out of the ring now
+	BackendRequests     atomic.Uint64                       // requests written to backends
+	BackendWrites       atomic.Uint64                       // writes (flushes) that carried them
+
+	mu         sync.Mutex        // protects resetBase
+	resetBase  map[string]uint64 // the counters at the last "stats reset", by stat name
+	loaderBase map[string]uint64 // the final counters of retired loaders; protected by Server.mu
 }
 
 func newStats() *Stats { return &Stats{started: time.Now()} }
@@ -38,14 +46,34 @@ func (st *Stats) countGet(keys, hits int) {
 	st.GetMisses.Add(uint64(keys - hits))
 }
 
-// reset zeroes the counters that memcached's "stats reset" zeroes.
-func (st *Stats) reset() {
-	for i := range st.Commands {
-		st.Commands[i].Store(0)
+// isGauge reports whether the stat of that name is a value now rather than
+// a count: "stats reset" leaves it alone and Prometheus gets a gauge.
+func isGauge(name string) bool { return name == "curr_connections" || name == "ejected_backends" }
+
+// reset makes the stats command count from now on, as memcached's "stats
+// reset" does, by remembering the counters in list; the counters
+// themselves go on, for Prometheus, whose counters never decrease.
+func (st *Stats) reset(list []stat) {
+	base := make(map[string]uint64, len(list))
+	for _, s := range list {
+		base[s.name] = s.value
 	}
-	st.GetHits.Store(0)
-	st.GetMisses.Store(0)
-	st.BackendErrors.Store(0)
+	st.mu.Lock()
+	st.resetBase = base
+	st.mu.Unlock()
+}
+
+// sinceReset returns list with every counter counted from the last reset.
+func (st *Stats) sinceReset(list []stat) []stat {
+	st.mu.Lock()
+	base := st.resetBase
+	st.mu.Unlock()
+	for i, s := range list {
+		if b := base[s.name]; !isGauge(s.name) {
+			list[i].value = s.value - min(b, s.value)
+		}
+	}
+	return list
 }
 
 // stat is one named counter for the stats command and /metrics.
@@ -82,13 +110,13 @@ func (st *Stats) snapshot() []stat {
 }
 
 // appendStats answers the stats command: "stats" lists the counters, "stats
-// reset" zeroes them; other subcommands are memcached's own and get ERROR.
+// reset" zeroes what it lists; other subcommands are memcached's own and get
+// ERROR.
 func (s *Server) appendStats(dst []byte, args [][]byte) []byte {
 	switch {
 	case len(args) == 0:
 	case len(args) == 1 && string(args[0]) == "reset":
-		s.stats.reset()
-		s.objStats.reset()
+		s.stats.reset(s.statList())
 		return append(dst, protocol.Reset...)
 	default:
 		return append(dst, "ERROR\r\n"...)
@@ -99,22 +127,20 @@ func (s *Server) appendStats(dst []byte, args [][]byte) []byte {
 	dst = protocol.AppendStat(dst, "time", strconv.FormatInt(now.Unix(), 10))
 	dst = protocol.AppendStat(dst, "version", s.cfg.Version)
 	dst = protocol.AppendStat(dst, "backends", strconv.Itoa(len(s.topo.Load().nodes)))
-	for _, st := range s.statList() {
+	for _, st := range s.stats.sinceReset(s.statList()) {
 		dst = protocol.AppendStat(dst, st.name, strconv.FormatUint(st.value, 10))
 	}
 	return append(dst, protocol.End...)
 }
 
 // statList is every counter the server has: its own, the object path's and
-// the loader's.
+// the loaders', as they are (not since a reset).
 func (s *Server) statList() []stat {
 	list := s.stats.snapshot()
-	obj := s.topo.Load().obj
-	if obj == nil {
-		return list
+	if s.topo.Load().obj != nil {
+		list = append(list, s.objStats.snapshot()...)
 	}
-	list = append(list, s.objStats.snapshot()...)
-	counters := obj.loader.Counters()
+	counters := s.loaderCounters()
 	names := make([]string, 0, len(counters))
 	for name := range counters {
 		names = append(names, name)
@@ -126,14 +152,74 @@ func (s *Server) statList() []stat {
 	return list
 }
 
-// reset zeroes every object counter, for "stats reset".
-func (ost *ObjectStats) reset() {
-	for _, c := range []*atomic.Uint64{
-		&ost.HotHits, &ost.HotMisses, &ost.NodeHits, &ost.NodeMisses, &ost.NegativeHits, &ost.Loads,
-		&ost.LoadErrors, &ost.Joined, &ost.FillsStored, &ost.FillsRefused, &ost.FillsSkipped, &ost.Tombstones,
-	} {
-		c.Store(0)
+// loaderCounters sums the counters of every loader the server has used: the
+// current topology's, the ones of topologies that Reload replaced and that
+// are still retiring (a request may still load through them), and the
+// final counts of the ones retired before (Stats.loaderBase). A loader that
+// two topologies share counts once. The sum never decreases: a loader moves
+// from the live ones into the base in one step under s.mu (absorbLoader).
+func (s *Server) loaderCounters() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sum := make(map[string]uint64, len(s.stats.loaderBase))
+	for name, v := range s.stats.loaderBase {
+		sum[name] = v
 	}
+	for _, l := range s.liveLoaders(nil) {
+		for name, v := range l.Counters() {
+			sum[name] += v
+		}
+	}
+	return sum
+}
+
+// liveLoaders returns the loaders of the current and the retiring
+// topologies but skip's, each once. The caller holds s.mu.
+func (s *Server) liveLoaders(skip *topology) []Loader {
+	var live []Loader
+	add := func(t *topology) {
+		if t == skip || t.obj == nil {
+			return
+		}
+		for _, l := range live {
+			if sameLoader(l, t.obj.loader) {
+				return
+			}
+		}
+		live = append(live, t.obj.loader)
+	}
+	add(s.topo.Load())
+	for t := range s.retiring {
+		add(t)
+	}
+	return live
+}
+
+// absorbLoader adds the counters of t's loader to the base once t has
+// retired, unless a live topology still uses the same loader. The caller
+// holds s.mu and has taken t out of s.retiring.
+func (s *Server) absorbLoader(t *topology) {
+	if t.obj == nil {
+		return
+	}
+	for _, l := range s.liveLoaders(t) {
+		if sameLoader(l, t.obj.loader) {
+			return
+		}
+	}
+	if s.stats.loaderBase == nil {
+		s.stats.loaderBase = make(map[string]uint64)
+	}
+	for name, v := range t.obj.loader.Counters() {
+		s.stats.loaderBase[name] += v
+	}
+}
+
+// sameLoader reports whether a and b are the same loader; loaders of a
+// type that cannot be compared are taken to be different.
+func sameLoader(a, b Loader) bool {
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
 }
 
 func (ost *ObjectStats) snapshot() []stat {
@@ -186,8 +272,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.s.latencyVec.Collect(ch)
 	for _, st := range c.s.statList() {
 		kind, name := prometheus.CounterValue, "objcache_"+st.name+"_total"
-		if st.name == "curr_connections" || st.name == "ejected_backends" {
+		if isGauge(st.name) {
 			kind, name = prometheus.GaugeValue, "objcache_"+st.name
+		}
+		if st.name == "total_connections" {
+			name = "objcache_connections_accepted_total"
 		}
 		d := prometheus.NewDesc(name, st.help, nil, nil)
 		ch <- prometheus.MustNewConstMetric(d, kind, float64(st.value))
