@@ -56,7 +56,7 @@ func (n *node) observe(err error) {
 		}
 		return
 	}
-	n.stats.BackendErrors.Add(1)
+	n.stats.countBackendError(n.addr)
 	if n.health != nil {
 		n.health.failed(n.index, n, err)
 	}

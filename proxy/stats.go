@@ -32,12 +32,30 @@ type Stats struct {
 	BackendRequests     atomic.Uint64                       // requests written to backends
 	BackendWrites       atomic.Uint64                       // writes (flushes) that carried them
 
+	backendErrors sync.Map // BackendErrors by backend address: *atomic.Uint64
+
 	mu         sync.Mutex        // protects resetBase
 	resetBase  map[string]uint64 // the counters at the last "stats reset", by stat name
 	loaderBase map[string]uint64 // the final counters of retired loaders; protected by Server.mu
 }
 
 func newStats() *Stats { return &Stats{started: time.Now()} }
+
+// countBackendError counts a failed call to the backend at addr.
+func (st *Stats) countBackendError(addr string) {
+	st.BackendErrors.Add(1)
+	st.backendErrorsOf(addr).Add(1)
+}
+
+// backendErrorsOf returns the error counter of the backend at addr,
+// making it at zero the first time.
+func (st *Stats) backendErrorsOf(addr string) *atomic.Uint64 {
+	if c, ok := st.backendErrors.Load(addr); ok {
+		return c.(*atomic.Uint64)
+	}
+	c, _ := st.backendErrors.LoadOrStore(addr, new(atomic.Uint64))
+	return c.(*atomic.Uint64)
+}
 
 func (st *Stats) countCommand(c protocol.Command) { st.Commands[c].Add(1) }
 
@@ -271,6 +289,10 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.s.latencyVec.Collect(ch)
 	for _, st := range c.s.statList() {
+		if st.name == "backend_errors" {
+			c.collectBackendErrors(ch, st.help)
+			continue
+		}
 		kind, name := prometheus.CounterValue, "objcache_"+st.name+"_total"
 		if isGauge(st.name) {
 			kind, name = prometheus.GaugeValue, "objcache_"+st.name
@@ -286,4 +308,19 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue,
 			float64(c.s.stats.Commands[cmd].Load()), cmd.String())
 	}
+}
+
+// collectBackendErrors exports backend errors by backend: one series for
+// each backend of the current topology (zero until it fails), and for
+// every backend that failed before a reload took it out.
+func (c *collector) collectBackendErrors(ch chan<- prometheus.Metric, help string) {
+	st := c.s.stats
+	for _, n := range c.s.topo.Load().nodes {
+		st.backendErrorsOf(n.addr)
+	}
+	d := prometheus.NewDesc("objcache_backend_errors_total", help, []string{"backend"}, nil)
+	st.backendErrors.Range(func(addr, n any) bool {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(n.(*atomic.Uint64).Load()), addr.(string))
+		return true
+	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	promodel "github.com/prometheus/common/model"
 
 	"github.com/objcache/objcache/internal/testsupport"
+	"github.com/objcache/objcache/proxy"
+	"github.com/objcache/objcache/ring"
 )
 
 // scrape GETs /metrics from addr and parses it.
@@ -126,5 +129,41 @@ func TestDatabaseCountersAccumulateAcrossReloads(t *testing.T) {
 	}
 	if st := stats(c); st["db_queries"] != "2" {
 		t.Errorf("STAT db_queries = %s, want 2", st["db_queries"])
+	}
+}
+
+// TestBackendErrorsAreLabelledByBackend: each backend has its own error
+// series, zero until it fails.
+func TestBackendErrorsAreLabelledByBackend(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
+	addr, _, _ := startServingWith(t, func(c *proxy.Config) {
+		c.Backends = append(c.Backends, ring.Node{Addr: dead})
+		c.ServerFailureLimit = -1
+	})
+	live := ""
+	for _, n := range scrape(t, addr)["objcache_backend_errors_total"].GetMetric() {
+		for _, l := range n.GetLabel() {
+			if l.GetName() == "backend" && l.GetValue() != dead {
+				live = l.GetValue()
+			}
+		}
+	}
+	if live == "" || metricValue(scrape(t, addr), "objcache_backend_errors_total", "backend="+dead) != 0 {
+		t.Fatalf("before any error: want a zero series for each backend:\n%v", scrape(t, addr)["objcache_backend_errors_total"])
+	}
+	c := testsupport.Dial(t, addr)
+	errs := 0
+	for i := 0; i < 20; i++ {
+		c.Send(fmt.Sprintf("get key%d\r\n", i))
+		if c.ReadLine() != "END" {
+			errs++
+		}
+	}
+	m := scrape(t, addr)
+	if got := metricValue(m, "objcache_backend_errors_total", "backend="+dead); errs == 0 || got != float64(errs) {
+		t.Errorf("backend %s: %v errors counted, %d answered SERVER_ERROR", dead, got, errs)
+	}
+	if got := metricValue(m, "objcache_backend_errors_total", "backend="+live); got != 0 {
+		t.Errorf("backend %s: %v errors, want 0", live, got)
 	}
 }
