@@ -17,6 +17,12 @@
 // batch size. Table and column names come only from the Config and are quoted
 // as identifiers; ids are parsed into the key's type (Model.ParseID) before
 // any query.
+//
+// The database is protected. Config.MaxConns bounds the pool and
+// Config.MaxInFlight the queries at once; Config.QueryTimeout bounds a
+// batch's whole life, from its first id to its query's end; a batch whose
+// callers have all gone is dropped before its query; and past
+// Config.MaxQueued waiting batches, Loads fail at once with ErrOverloaded.
 package loader
 
 import (
@@ -35,8 +41,16 @@ import (
 var (
 	// ErrUnavailable is wrapped by the errors of Load and Ping when the
 	// database could not answer: it is down, unreachable, refusing
-	// connections, shutting down, or the query timed out.
+	// connections, shutting down, or the query (or the wait for a query
+	// slot) timed out. An error that the database answered about the query
+	// itself, such as an SQL error after a column was dropped, does not wrap
+	// it.
 	ErrUnavailable = errors.New("loader: database unavailable")
+	// ErrOverloaded is wrapped by the error of a Load refused at once
+	// because Config.MaxQueued full batches of its model are waiting for a
+	// query slot already: the database is up but not keeping up. It does
+	// not wrap ErrUnavailable.
+	ErrOverloaded = errors.New("loader: overloaded")
 	// ErrClosed is returned by Load after Close, and to Loads still waiting
 	// for a batch that Close dropped.
 	ErrClosed = errors.New("loader: closed")
@@ -60,9 +74,10 @@ type Config struct {
 	Models       []Model       // names must be unique
 	MaxConns     int32         // pgx pool size; 0 means 8
 	MaxInFlight  int           // queries in flight at once per loader; 0 means MaxConns
-	QueryTimeout time.Duration // bounds each query, connecting included; 0 means 2s
-	BatchWindow  time.Duration // how long a batch waits for more ids before its query; 0 means 200µs
+	QueryTimeout time.Duration // bounds a batch from its first id: window, wait for a slot and query (connecting included); 0 means 2s
+	BatchWindow  time.Duration // how long a batch waits for more ids before its query (part of QueryTimeout); 0 means 200µs
 	MaxBatch     int           // ids per query; 0 means 500
+	MaxQueued    int           // full batches per model that may wait for a query slot; past it Loads get ErrOverloaded; 0 means 8×MaxInFlight
 
 	// Logger receives what the Loader has to say outside any call: at New,
 	// a warning for each model whose key column no unique index covers
@@ -87,6 +102,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 500
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 8 * c.MaxInFlight
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -187,11 +205,15 @@ func (l *Loader) Model(name string) (*Model, bool) {
 // batch and must not be modified.
 //
 // The ids join the model's current batch (or the unfinished batch that
-// already holds them), so Load waits up to Config.BatchWindow plus one query.
-// There is one error for the whole call: one wrapping ErrUnavailable when the
-// database is down or the query timed out, ErrBadID for an ID of another key
-// type, ErrClosed after Close, or ctx's error when ctx ends first; the batch
-// then goes on for its other callers.
+// already holds them), so Load waits at most Config.QueryTimeout from the
+// moment that batch took its first id: the window, a query slot and the
+// query together. There is one error for the whole call: one wrapping
+// ErrUnavailable when the database is down or the batch timed out, one
+// wrapping ErrOverloaded
+// when too many batches wait, ErrBadID for an ID of another key type,
+// ErrClosed after Close, or ctx's error when ctx ends first; the batch then
+// goes on for its other callers, and is dropped before its query if it has
+// none left.
 func (l *Loader) Load(ctx context.Context, m *Model, ids []ID) ([][]byte, error) {
 	b, err := l.batcherFor(m, ids)
 	if err != nil {
@@ -205,15 +227,16 @@ func (l *Loader) Load(ctx context.Context, m *Model, ids []ID) ([][]byte, error)
 	}
 	l.stats.loads.Add(1)
 	l.stats.ids.Add(uint64(len(ids)))
-	batches, err := b.join(ids)
+	perID, distinct, err := b.join(ids)
 	if err != nil {
 		return nil, err
 	}
-	if err := wait(ctx, batches); err != nil {
+	if err := wait(ctx, distinct); err != nil {
+		b.leave(distinct)
 		l.stats.canceled.Add(1)
 		return nil, fmt.Errorf("loader: load %s: %w", m.Name, err)
 	}
-	return collect(ids, batches)
+	return collect(ids, perID)
 }
 
 // batcherFor returns the batcher of m after checking that every id was
@@ -268,9 +291,8 @@ func (l *Loader) Ping(ctx context.Context) error {
 }
 
 // Close fails the batches that have not started with ErrClosed, waits for
-// the queries in flight (each bounded by Config.QueryTimeout) and closes the
-// pool. Loads after Close return ErrClosed. Close may be called more than
-// once.
+// the queries in flight (each bounded by Config.QueryTimeout) and closes the pool. Loads after Close return
+// ErrClosed. Close may be called more than once.
 func (l *Loader) Close() {
 	l.closeOnce.Do(func() {
 		close(l.closing)
@@ -325,12 +347,15 @@ type Stats struct {
 	Errors      uint64 // batches that failed
 	Unavailable uint64 // batches that failed with ErrUnavailable (also counted in Errors)
 	Canceled    uint64 // Loads that returned early because their ctx ended
+	Abandoned   uint64 // batches dropped before their query because their Loads had all returned
+	Overloaded  uint64 // Loads refused at once with ErrOverloaded
 }
 
 // counters are the live values behind Stats.
 type counters struct {
 	loads, ids, coalesced, batches, queries, idsQueried atomic.Uint64
 	rows, errors, unavailable, canceled                 atomic.Uint64
+	abandoned, overloaded                               atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -347,5 +372,7 @@ func (l *Loader) Stats() Stats {
 		Errors:      c.errors.Load(),
 		Unavailable: c.unavailable.Load(),
 		Canceled:    c.canceled.Load(),
+		Abandoned:   c.abandoned.Load(),
+		Overloaded:  c.overloaded.Load(),
 	}
 }
