@@ -118,8 +118,10 @@ func TestBatchesWhoseCallersHaveAllGoneAreNotQueried(t *testing.T) {
 	if _, calls := db.statements(t); calls != 1 {
 		t.Errorf("%d queries after every caller had gone (%d ids were taken before); want only the one that was running", calls, queued)
 	}
-	if st := l.Stats(); st.Abandoned < 150 || st.Queries != 2 || st.Canceled != 2000 {
-		t.Errorf("stats %+v; want about 199 batches abandoned, 2 queries (one before the lock), 2000 Loads canceled", st)
+	// A Load whose 50ms ended before it joined (a busy machine) is in
+	// neither Loads nor Canceled; every other one but the first is canceled.
+	if st := l.Stats(); st.Abandoned < 150 || st.Queries != 2 || st.Canceled != st.Loads-1 {
+		t.Errorf("stats %+v; want about 199 batches abandoned, 2 queries (one before the lock), every Load after the first canceled", st)
 	}
 }
 
