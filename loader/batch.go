@@ -35,7 +35,7 @@ import (
 //
 // A batch is finished (its done closed) exactly once, by whoever removed it
 // from open or ready under mu: the query that take started it for, expire,
-// leave or close.
+// leave, failPending or close.
 type batcher struct {
 	l    *Loader
 	m    *Model
@@ -298,22 +298,44 @@ func (b *batcher) forget(bt *batch) {
 }
 
 // query runs bt's query, publishes the result and frees the slot that
-// dispatch took for it.
+// dispatch took for it. A database found unavailable trips the Loader's
+// breaker before bt's callers hear of it, so that their next Loads fail
+// fast.
 func (b *batcher) query(bt *batch) {
 	defer b.l.wg.Done()
 	defer func() { <-b.l.slots }()
+	if err := b.l.outage(b.m.Name); err != nil { // tripped since bt was formed
+		b.fail(bt, err)
+		return
+	}
 	if time.Until(bt.deadline) <= 0 { // taken just as its expiry fired
 		b.fail(bt, b.noSlot())
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), bt.deadline)
 	defer cancel()
+	start := time.Now()
 	rows, err := b.fetch(ctx, bt.ids)
 	if err != nil {
+		if b.showsOutage(err, time.Since(start)) {
+			b.l.trip(err)
+		}
 		b.fail(bt, err)
 		return
 	}
 	b.finish(bt, rows, nil)
+}
+
+// showsOutage reports whether err, from a query that ran for took, shows
+// the database down rather than the batch short of time: a broken or
+// refused connection does, a timeout only if the query had at least half
+// of QueryTimeout. A batch that waited long for a slot and then ran out of
+// its last milliseconds must not fail every model's waiting batches.
+func (b *batcher) showsOutage(err error, took time.Duration) bool {
+	if !errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	return !errors.Is(err, context.DeadlineExceeded) || took >= b.l.cfg.QueryTimeout/2
 }
 
 // fail finishes bt with err and counts it.
@@ -388,6 +410,17 @@ func mapIDs[T any](ids []ID, f func(ID) T) []T {
 func (b *batcher) finish(bt *batch, rows map[ID][]byte, err error) {
 	bt.rows, bt.err = rows, err
 	close(bt.done)
+}
+
+// failPending fails every batch that no query has taken with err, an
+// outage's.
+func (b *batcher) failPending(err error) {
+	b.mu.Lock()
+	pending := b.removeAll()
+	b.mu.Unlock()
+	for _, bt := range pending {
+		b.fail(bt, err)
+	}
 }
 
 // close fails the batches that no query has taken with ErrClosed and

@@ -23,6 +23,9 @@
 // batch's whole life, from its first id to its query's end; a batch whose
 // callers have all gone is dropped before its query; and past
 // Config.MaxQueued waiting batches, Loads fail at once with ErrOverloaded.
+// Once a query finds the database unavailable, Loads fail at once with
+// ErrUnavailable, instead of each waiting for its timeout, until a ping of
+// the Loader's own (one at a time, about every second) answers.
 package loader
 
 import (
@@ -42,9 +45,11 @@ var (
 	// ErrUnavailable is wrapped by the errors of Load and Ping when the
 	// database could not answer: it is down, unreachable, refusing
 	// connections, shutting down, or the query (or the wait for a query
-	// slot) timed out. An error that the database answered about the query
-	// itself, such as an SQL error after a column was dropped, does not wrap
-	// it.
+	// slot) timed out. After a query found it unavailable, Loads fail at
+	// once with an error wrapping ErrUnavailable until a ping of the
+	// Loader's own answers (it tries about every second). An error that the
+	// database answered about the query itself, such as an SQL error after
+	// a column was dropped, does not wrap it.
 	ErrUnavailable = errors.New("loader: database unavailable")
 	// ErrOverloaded is wrapped by the error of a Load refused at once
 	// because Config.MaxQueued full batches of its model are waiting for a
@@ -114,13 +119,14 @@ func (c Config) withDefaults() Config {
 
 // Loader loads the rows of its models. It is safe for concurrent use.
 type Loader struct {
-	cfg      Config              // with defaults
-	pool     *pgxpool.Pool       // bounded by cfg.MaxConns
-	models   []Model             // the configured models, KeyType filled in
-	batchers map[string]*batcher // by model name; read-only after New
-	slots    chan struct{}       // holds a token per query in flight; capacity cfg.MaxInFlight
-	closing  chan struct{}       // closed by Close
-	wg       sync.WaitGroup      // counts dispatchers and running queries
+	cfg      Config                 // with defaults
+	pool     *pgxpool.Pool          // bounded by cfg.MaxConns
+	models   []Model                // the configured models, KeyType filled in
+	batchers map[string]*batcher    // by model name; read-only after New
+	slots    chan struct{}          // holds a token per query in flight; capacity cfg.MaxInFlight
+	closing  chan struct{}          // closed by Close
+	wg       sync.WaitGroup         // counts dispatchers, running queries and the probe
+	down     atomic.Pointer[outage] // non-nil while Loads fail at once; set by trip, cleared by probe
 	stats    counters
 
 	closeOnce sync.Once
@@ -208,8 +214,8 @@ func (l *Loader) Model(name string) (*Model, bool) {
 // already holds them), so Load waits at most Config.QueryTimeout from the
 // moment that batch took its first id: the window, a query slot and the
 // query together. There is one error for the whole call: one wrapping
-// ErrUnavailable when the database is down or the batch timed out, one
-// wrapping ErrOverloaded
+// ErrUnavailable when the database is down or the batch timed out (and at
+// once while the database is known to be down), one wrapping ErrOverloaded
 // when too many batches wait, ErrBadID for an ID of another key type,
 // ErrClosed after Close, or ctx's error when ctx ends first; the batch then
 // goes on for its other callers, and is dropped before its query if it has
@@ -227,6 +233,10 @@ func (l *Loader) Load(ctx context.Context, m *Model, ids []ID) ([][]byte, error)
 	}
 	l.stats.loads.Add(1)
 	l.stats.ids.Add(uint64(len(ids)))
+	if err := l.outage(m.Name); err != nil {
+		l.stats.fastFailures.Add(1)
+		return nil, err
+	}
 	perID, distinct, err := b.join(ids)
 	if err != nil {
 		return nil, err
@@ -291,7 +301,8 @@ func (l *Loader) Ping(ctx context.Context) error {
 }
 
 // Close fails the batches that have not started with ErrClosed, waits for
-// the queries in flight (each bounded by Config.QueryTimeout) and closes the pool. Loads after Close return
+// the queries in flight and an outage's ping (each bounded by
+// Config.QueryTimeout) and closes the pool. Loads after Close return
 // ErrClosed. Close may be called more than once.
 func (l *Loader) Close() {
 	l.closeOnce.Do(func() {
@@ -335,44 +346,49 @@ func unavailable(err error) bool {
 	return false
 }
 
-// Stats are the Loader's counters since New.
+// Stats are the Loader's counters since New, and whether it fails Loads at
+// once.
 type Stats struct {
-	Loads       uint64 // Load calls with at least one id
-	IDs         uint64 // ids asked for by Loads, duplicates included
-	Coalesced   uint64 // ids that joined an unfinished batch already holding them
-	Batches     uint64 // batches dispatched; each is one query unless no connection could be had
-	Queries     uint64 // queries sent on a connection
-	IDsQueried  uint64 // ids in the dispatched batches (the sum of batch sizes)
-	Rows        uint64 // rows returned by the queries
-	Errors      uint64 // batches that failed
-	Unavailable uint64 // batches that failed with ErrUnavailable (also counted in Errors)
-	Canceled    uint64 // Loads that returned early because their ctx ended
-	Abandoned   uint64 // batches dropped before their query because their Loads had all returned
-	Overloaded  uint64 // Loads refused at once with ErrOverloaded
+	Loads        uint64 // Load calls with at least one id
+	IDs          uint64 // ids asked for by Loads, duplicates included
+	Coalesced    uint64 // ids that joined an unfinished batch already holding them
+	Batches      uint64 // batches dispatched; each is one query unless no connection could be had
+	Queries      uint64 // queries sent on a connection
+	IDsQueried   uint64 // ids in the dispatched batches (the sum of batch sizes)
+	Rows         uint64 // rows returned by the queries
+	Errors       uint64 // batches that failed
+	Unavailable  uint64 // batches that failed with ErrUnavailable (also counted in Errors)
+	Canceled     uint64 // Loads that returned early because their ctx ended
+	Abandoned    uint64 // batches dropped before their query because their Loads had all returned
+	FastFailures uint64 // Loads refused at once because the database was found unavailable
+	Overloaded   uint64 // Loads refused at once with ErrOverloaded
+	Down         bool   // Loads fail at once now: the database was found unavailable and no ping has answered since
 }
 
 // counters are the live values behind Stats.
 type counters struct {
 	loads, ids, coalesced, batches, queries, idsQueried atomic.Uint64
 	rows, errors, unavailable, canceled                 atomic.Uint64
-	abandoned, overloaded                               atomic.Uint64
+	abandoned, fastFailures, overloaded                 atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
 func (l *Loader) Stats() Stats {
 	c := &l.stats
 	return Stats{
-		Loads:       c.loads.Load(),
-		IDs:         c.ids.Load(),
-		Coalesced:   c.coalesced.Load(),
-		Batches:     c.batches.Load(),
-		Queries:     c.queries.Load(),
-		IDsQueried:  c.idsQueried.Load(),
-		Rows:        c.rows.Load(),
-		Errors:      c.errors.Load(),
-		Unavailable: c.unavailable.Load(),
-		Canceled:    c.canceled.Load(),
-		Abandoned:   c.abandoned.Load(),
-		Overloaded:  c.overloaded.Load(),
+		Loads:        c.loads.Load(),
+		IDs:          c.ids.Load(),
+		Coalesced:    c.coalesced.Load(),
+		Batches:      c.batches.Load(),
+		Queries:      c.queries.Load(),
+		IDsQueried:   c.idsQueried.Load(),
+		Rows:         c.rows.Load(),
+		Errors:       c.errors.Load(),
+		Unavailable:  c.unavailable.Load(),
+		Canceled:     c.canceled.Load(),
+		Abandoned:    c.abandoned.Load(),
+		FastFailures: c.fastFailures.Load(),
+		Overloaded:   c.overloaded.Load(),
+		Down:         l.down.Load() != nil,
 	}
 }

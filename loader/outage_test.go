@@ -85,6 +85,92 @@ func maxDuration(a, b time.Duration) time.Duration {
 	return b
 }
 
+// TestMissesWithTheDatabaseFrozenEndWithinQueryTimeout: with PostgreSQL
+// frozen (as by SIGSTOP), 100 staggered clients of 4 misses each all get
+// ErrUnavailable within QueryTimeout, and once the first queries have timed
+// out, at once.
+func TestMissesWithTheDatabaseFrozenEndWithinQueryTimeout(t *testing.T) {
+	db := newTestDB(t)
+	db.itemsTable(t, 1000)
+	lk, dsn := newLink(t, db.dsn)
+	const timeout = time.Second
+	l := newLoader(t, dsn, Config{QueryTimeout: timeout})
+	t.Cleanup(lk.thaw) // before the Loader closes its connections
+	m := model(t, l, "Item")
+	mustLoad(t, l, m, ids(t, m, "1"))
+
+	lk.freeze()
+	start := time.Now()
+	loads := make([][]ID, 100)
+	for i := range loads {
+		loads[i] = intIDs(t, m, i*4+1, i*4+4)
+	}
+	errs, took := loadTimes(l, m, loads, 20*time.Millisecond) // over 2 s
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnavailable) || took[i] > timeout+300*time.Millisecond {
+			t.Errorf("client %d: %v after %v; want ErrUnavailable within %v", i, err, took[i], timeout)
+		}
+	}
+	late := time.Duration(0) // the slowest Load that started after the first timeout
+	for i := range loads {
+		if time.Duration(i)*20*time.Millisecond > timeout+100*time.Millisecond {
+			late = maxDuration(late, took[i])
+		}
+	}
+	if late > 100*time.Millisecond {
+		t.Errorf("a Load that started after the first queries had timed out took %v; want a fast failure", late)
+	}
+	t.Logf("frozen: slowest %v, slowest after the first timeout %v, in all %v", slowest(took), late, time.Since(start))
+}
+
+// TestLoadsFailFastWhileTheDatabaseIsDownAndRecoverByThemselves: after a
+// query found the database unavailable, Loads fail at once with
+// ErrUnavailable instead of each waiting QueryTimeout, until the Loader's own
+// ping answers again, which it tries every second or so.
+func TestLoadsFailFastWhileTheDatabaseIsDownAndRecoverByThemselves(t *testing.T) {
+	db := newTestDB(t)
+	db.itemsTable(t, 100)
+	lk, dsn := newLink(t, db.dsn)
+	const timeout = 500 * time.Millisecond
+	l := newLoader(t, dsn, Config{QueryTimeout: timeout})
+	t.Cleanup(lk.thaw) // before the Loader closes its connections
+	m := model(t, l, "Item")
+	mustLoad(t, l, m, ids(t, m, "1"))
+
+	lk.freeze()
+	if _, err := load(l, m, ids(t, m, "2")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Load with the database frozen: %v, want ErrUnavailable", err)
+	}
+	frozenAt := lk.connections()
+	for i := range 20 {
+		start := time.Now()
+		_, err := load(l, m, ids(t, m, fmt.Sprint(i+3)))
+		if d := time.Since(start); !errors.Is(err, ErrUnavailable) || d > 50*time.Millisecond {
+			t.Errorf("Load %d after the first failure: %v after %v; want ErrUnavailable at once", i, err, d)
+		}
+		time.Sleep(100 * time.Millisecond) // 2 s in all
+	}
+	// Each ping while frozen is one connection attempt that hangs for
+	// QueryTimeout; a ping every second or so is two or three of them.
+	if pings := lk.connections() - frozenAt; pings < 1 || pings > 4 {
+		t.Errorf("%d connection attempts in 2 s while frozen; want a ping every second or so", pings)
+	}
+
+	lk.thaw()
+	start := time.Now()
+	var err error
+	for time.Since(start) < 5*time.Second {
+		if _, err = load(l, m, ids(t, m, "7")); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("5 s after the database came back: %v", err)
+	}
+	t.Logf("answering again %v after the thaw", time.Since(start))
+}
+
 // TestBatchesWhoseCallersHaveAllGoneAreNotQueried: with the one query slot
 // held by a query on a locked table, 2000 callers of distinct ids give up
 // after 50ms. The batches that they leave behind are dropped, not queried
