@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -12,7 +14,7 @@ import (
 // It is safe for concurrent use.
 //
 // A batch opens with its first id and takes more until it holds MaxBatch ids
-// (then it is ready at once) or its window ends (then it is due). The
+// (then it is ready at once: queued) or its window ends (then it is due). The
 // dispatch goroutine takes ready and due batches, oldest first, each when a
 // query slot of the Loader is free. A due batch that waits for a slot stays
 // open: the ids that arrive meanwhile join it, which is how the ids of a
@@ -25,27 +27,43 @@ import (
 // snapshot may predate what that caller has already seen (a delete's
 // tombstone, say), and its row must not be handed to a caller that would
 // store it over the tombstone.
+//
+// A batch's time starts with its first id: QueryTimeout later it has failed
+// (waiting for a slot) or its query has been canceled, so no Load waits
+// longer. A batch that no Load waits for any more is dropped before its
+// query, and while MaxQueued full batches wait, Loads are refused at once.
+//
+// A batch is finished (its done closed) exactly once, by whoever removed it
+// from open or ready under mu: the query that take started it for, expire,
+// leave, failPending or close.
 type batcher struct {
 	l    *Loader
 	m    *Model
 	sql  string        // the model's one statement
 	wake chan struct{} // capacity 1: a batch may have become ready or due
 
-	mu     sync.Mutex    // guards open, ready, calls, closed, and the ids and due of batches not yet taken
+	mu     sync.Mutex    // guards open, ready, calls, closed, and the ids, due and waiters of batches
 	open   *batch        // the batch taking ids; nil when none
 	ready  []*batch      // full batches waiting for a slot, oldest first
-	calls  map[ID]*batch // each id of an unfinished batch → that batch
+	calls  map[ID]*batch // each id of an untaken batch → that batch
 	closed bool          // set by close: no more batches
 }
 
 // batch is one query's worth of ids and, once done is closed, its result.
 type batch struct {
-	ids  []ID          // distinct; appended under batcher.mu until the batch is taken
-	due  bool          // its window has ended; guarded by batcher.mu
-	done chan struct{} // closed when rows and err are set
-	rows map[ID][]byte // the JSON of each id found; read only after done
-	err  error         // why the batch failed; read only after done
+	ids      []ID          // distinct; appended under batcher.mu until the batch is taken
+	deadline time.Time     // QueryTimeout after the first id: ends the wait and the query
+	due      bool          // its window has ended; guarded by batcher.mu
+	waiters  int           // Loads waiting for it; guarded by batcher.mu (see leave)
+	expiry   *time.Timer   // fails the batch at deadline unless it was taken first; set and stopped under batcher.mu
+	done     chan struct{} // closed when rows and err are set
+	rows     map[ID][]byte // the JSON of each id found; read only after done
+	err      error         // why the batch failed; read only after done
 }
+
+// errAbandoned finishes a batch dropped because no Load waits for it; no one
+// reads it.
+var errAbandoned = errors.New("loader: every caller had gone")
 
 func newBatcher(l *Loader, m *Model, sql string) *batcher {
 	return &batcher{
@@ -58,25 +76,45 @@ func newBatcher(l *Loader, m *Model, sql string) *batcher {
 }
 
 // join puts each id into a batch, the one already holding it if any, and
-// returns the batch of each.
-func (b *batcher) join(ids []ID) ([]*batch, error) {
-	batches := make([]*batch, len(ids))
+// returns the batch of each id and the distinct batches, each of which now
+// counts the caller among its waiters.
+func (b *batcher) join(ids []ID) (perID, distinct []*batch, err error) {
+	perID = make([]*batch, len(ids))
 	coalesced := 0
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return nil, ErrClosed
+	if err := b.admit(); err != nil {
+		return nil, nil, err
 	}
 	for i, id := range ids {
-		if bt, ok := b.calls[id]; ok {
-			batches[i] = bt
+		bt, ok := b.calls[id]
+		if ok {
 			coalesced++
-			continue
+		} else {
+			bt = b.add(id)
 		}
-		batches[i] = b.add(id)
+		perID[i] = bt
+		// Few: at most the untaken batches, plus the ones this call fills.
+		if !slices.Contains(distinct, bt) {
+			bt.waiters++
+			distinct = append(distinct, bt)
+		}
 	}
 	b.l.stats.coalesced.Add(uint64(coalesced))
-	return batches, nil
+	return perID, distinct, nil
+}
+
+// admit refuses a Load after close, or when MaxQueued full batches wait for
+// a query slot already. b.mu must be held.
+func (b *batcher) admit() error {
+	if b.closed {
+		return ErrClosed
+	}
+	if n := len(b.ready); n >= b.l.cfg.MaxQueued {
+		b.l.stats.overloaded.Add(1)
+		return fmt.Errorf("%w: load %s: %d full batches wait for a query slot", ErrOverloaded, b.m.Name, n)
+	}
+	return nil
 }
 
 // add puts id into the open batch, opening one if needed, and moves the
@@ -84,11 +122,8 @@ func (b *batcher) join(ids []ID) ([]*batch, error) {
 func (b *batcher) add(id ID) *batch {
 	bt := b.open
 	if bt == nil {
-		bt = &batch{done: make(chan struct{})}
+		bt = b.newBatch()
 		b.open = bt
-		// The timer's function only marks and notifies: after Close it
-		// finds no open batch and returns, so it needs no waiting for.
-		time.AfterFunc(b.l.cfg.BatchWindow, func() { b.windowEnded(bt) })
 	}
 	bt.ids = append(bt.ids, id)
 	b.calls[id] = bt
@@ -100,6 +135,18 @@ func (b *batcher) add(id ID) *batch {
 	return bt
 }
 
+// newBatch returns an empty batch whose window and deadline start now.
+func (b *batcher) newBatch() *batch {
+	cfg := &b.l.cfg
+	bt := &batch{done: make(chan struct{}), deadline: time.Now().Add(cfg.QueryTimeout)}
+	// The timers' functions take b.mu and act only on a batch that is
+	// still open or ready: after Close they find none, so they need no
+	// waiting for.
+	time.AfterFunc(cfg.BatchWindow, func() { b.windowEnded(bt) })
+	bt.expiry = time.AfterFunc(cfg.QueryTimeout, func() { b.expire(bt) })
+	return bt
+}
+
 // windowEnded marks bt due if it is still the open batch; a batch that
 // filled up first is ready already, and its timer has nothing to do.
 func (b *batcher) windowEnded(bt *batch) {
@@ -108,6 +155,46 @@ func (b *batcher) windowEnded(bt *batch) {
 	if b.open == bt {
 		bt.due = true
 		b.notify()
+	}
+}
+
+// expire fails bt if it reached its deadline before a query slot was free
+// for it. A batch taken already needs nothing: its query has the same
+// deadline.
+func (b *batcher) expire(bt *batch) {
+	b.mu.Lock()
+	removed := b.remove(bt)
+	b.mu.Unlock()
+	if removed {
+		b.fail(bt, b.noSlot())
+	}
+}
+
+// noSlot is the error of a batch that found no query slot in time.
+func (b *batcher) noSlot() error {
+	return fmt.Errorf("%w: load %s: no query slot within %v", ErrUnavailable, b.m.Name, b.l.cfg.QueryTimeout)
+}
+
+// leave is called by a Load that stops waiting for its batches. A batch
+// that no Load waits for any more is dropped, unless its query has started
+// (that query ends by the batch's deadline).
+//
+// The count and the removal happen under one hold of b.mu, as join's count
+// does: otherwise a Load could join the batch between its last waiter
+// leaving and its removal, and wait on a batch that no query will answer.
+func (b *batcher) leave(batches []*batch) {
+	var dropped []*batch
+	b.mu.Lock()
+	for _, bt := range batches {
+		bt.waiters--
+		if bt.waiters == 0 && b.remove(bt) {
+			dropped = append(dropped, bt)
+		}
+	}
+	b.mu.Unlock()
+	b.l.stats.abandoned.Add(uint64(len(dropped)))
+	for _, bt := range dropped {
+		b.finish(bt, nil, errAbandoned)
 	}
 }
 
@@ -136,7 +223,7 @@ func (b *batcher) dispatch() {
 				return
 			}
 			bt := b.take()
-			if bt == nil { // closed meanwhile
+			if bt == nil { // dropped, failed or closed meanwhile
 				<-b.l.slots
 				break
 			}
@@ -162,16 +249,42 @@ func (b *batcher) take() *batch {
 	switch {
 	case len(b.ready) > 0:
 		bt = b.ready[0]
-		b.ready[0] = nil
-		b.ready = b.ready[1:]
 	case b.open != nil && b.open.due:
 		bt = b.open
-		b.open = nil
 	default:
 		return nil
 	}
-	b.forget(bt)
+	b.remove(bt)
 	return bt
+}
+
+// remove takes bt out of open or ready, and its ids out of calls, unless a
+// query took it already (or it was removed before); it reports whether it
+// did. b.mu must be held.
+func (b *batcher) remove(bt *batch) bool {
+	if b.open == bt {
+		b.open = nil
+	} else if i := slices.Index(b.ready, bt); i >= 0 {
+		b.ready = slices.Delete(b.ready, i, i+1)
+	} else {
+		return false
+	}
+	bt.expiry.Stop()
+	b.forget(bt)
+	return true
+}
+
+// removeAll removes every batch that no query has taken and returns them.
+// b.mu must be held.
+func (b *batcher) removeAll() []*batch {
+	pending := slices.Clone(b.ready)
+	if b.open != nil {
+		pending = append(pending, b.open)
+	}
+	for _, bt := range pending {
+		b.remove(bt)
+	}
+	return pending
 }
 
 // forget removes bt's ids from calls, so that later Loads of them start a
@@ -185,20 +298,53 @@ func (b *batcher) forget(bt *batch) {
 }
 
 // query runs bt's query, publishes the result and frees the slot that
-// dispatch took for it.
+// dispatch took for it. A database found unavailable trips the Loader's
+// breaker before bt's callers hear of it, so that their next Loads fail
+// fast.
 func (b *batcher) query(bt *batch) {
 	defer b.l.wg.Done()
 	defer func() { <-b.l.slots }()
-	ctx, cancel := context.WithTimeout(context.Background(), b.l.cfg.QueryTimeout)
+	if err := b.l.outage(b.m.Name); err != nil { // tripped since bt was formed
+		b.fail(bt, err)
+		return
+	}
+	if time.Until(bt.deadline) <= 0 { // taken just as its expiry fired
+		b.fail(bt, b.noSlot())
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), bt.deadline)
 	defer cancel()
+	start := time.Now()
 	rows, err := b.fetch(ctx, bt.ids)
 	if err != nil {
-		b.l.stats.errors.Add(1)
-		if errors.Is(err, ErrUnavailable) {
-			b.l.stats.unavailable.Add(1)
+		if b.showsOutage(err, time.Since(start)) {
+			b.l.trip(err)
 		}
+		b.fail(bt, err)
+		return
 	}
-	b.finish(bt, rows, err)
+	b.finish(bt, rows, nil)
+}
+
+// showsOutage reports whether err, from a query that ran for took, shows
+// the database down rather than the batch short of time: a broken or
+// refused connection does, a timeout only if the query had at least half
+// of QueryTimeout. A batch that waited long for a slot and then ran out of
+// its last milliseconds must not fail every model's waiting batches.
+func (b *batcher) showsOutage(err error, took time.Duration) bool {
+	if !errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	return !errors.Is(err, context.DeadlineExceeded) || took >= b.l.cfg.QueryTimeout/2
+}
+
+// fail finishes bt with err and counts it.
+func (b *batcher) fail(bt *batch, err error) {
+	b.l.stats.errors.Add(1)
+	if errors.Is(err, ErrUnavailable) {
+		b.l.stats.unavailable.Add(1)
+	}
+	b.finish(bt, nil, err)
 }
 
 // fetch runs the model's statement for ids and returns each found row's
@@ -260,13 +406,21 @@ func mapIDs[T any](ids []ID, f func(ID) T) []T {
 }
 
 // finish publishes bt's result to its waiters. Its ids left calls when it
-// was taken (or, for a batch that Close drops, leave now).
+// was removed.
 func (b *batcher) finish(bt *batch, rows map[ID][]byte, err error) {
-	b.mu.Lock()
-	b.forget(bt)
-	b.mu.Unlock()
 	bt.rows, bt.err = rows, err
 	close(bt.done)
+}
+
+// failPending fails every batch that no query has taken with err, an
+// outage's.
+func (b *batcher) failPending(err error) {
+	b.mu.Lock()
+	pending := b.removeAll()
+	b.mu.Unlock()
+	for _, bt := range pending {
+		b.fail(bt, err)
+	}
 }
 
 // close fails the batches that no query has taken with ErrClosed and
@@ -274,11 +428,7 @@ func (b *batcher) finish(bt *batch, rows map[ID][]byte, err error) {
 func (b *batcher) close() {
 	b.mu.Lock()
 	b.closed = true
-	pending := b.ready
-	if b.open != nil {
-		pending = append(pending, b.open)
-	}
-	b.open, b.ready = nil, nil
+	pending := b.removeAll()
 	b.mu.Unlock()
 	for _, bt := range pending {
 		b.finish(bt, nil, ErrClosed)

@@ -17,6 +17,15 @@
 // batch size. Table and column names come only from the Config and are quoted
 // as identifiers; ids are parsed into the key's type (Model.ParseID) before
 // any query.
+//
+// The database is protected. Config.MaxConns bounds the pool and
+// Config.MaxInFlight the queries at once; Config.QueryTimeout bounds a
+// batch's whole life, from its first id to its query's end; a batch whose
+// callers have all gone is dropped before its query; and past
+// Config.MaxQueued waiting batches, Loads fail at once with ErrOverloaded.
+// Once a query finds the database unavailable, Loads fail at once with
+// ErrUnavailable, instead of each waiting for its timeout, until a ping of
+// the Loader's own (one at a time, about every second) answers.
 package loader
 
 import (
@@ -35,8 +44,18 @@ import (
 var (
 	// ErrUnavailable is wrapped by the errors of Load and Ping when the
 	// database could not answer: it is down, unreachable, refusing
-	// connections, shutting down, or the query timed out.
+	// connections, shutting down, or the query (or the wait for a query
+	// slot) timed out. After a query found it unavailable, Loads fail at
+	// once with an error wrapping ErrUnavailable until a ping of the
+	// Loader's own answers (it tries about every second). An error that the
+	// database answered about the query itself, such as an SQL error after
+	// a column was dropped, does not wrap it.
 	ErrUnavailable = errors.New("loader: database unavailable")
+	// ErrOverloaded is wrapped by the error of a Load refused at once
+	// because Config.MaxQueued full batches of its model are waiting for a
+	// query slot already: the database is up but not keeping up. It does
+	// not wrap ErrUnavailable.
+	ErrOverloaded = errors.New("loader: overloaded")
 	// ErrClosed is returned by Load after Close, and to Loads still waiting
 	// for a batch that Close dropped.
 	ErrClosed = errors.New("loader: closed")
@@ -60,9 +79,10 @@ type Config struct {
 	Models       []Model       // names must be unique
 	MaxConns     int32         // pgx pool size; 0 means 8
 	MaxInFlight  int           // queries in flight at once per loader; 0 means MaxConns
-	QueryTimeout time.Duration // bounds each query, connecting included; 0 means 2s
-	BatchWindow  time.Duration // how long a batch waits for more ids before its query; 0 means 200µs
+	QueryTimeout time.Duration // bounds a batch from its first id: window, wait for a slot and query (connecting included); 0 means 2s
+	BatchWindow  time.Duration // how long a batch waits for more ids before its query (part of QueryTimeout); 0 means 200µs
 	MaxBatch     int           // ids per query; 0 means 500
+	MaxQueued    int           // full batches per model that may wait for a query slot; past it Loads get ErrOverloaded; 0 means 8×MaxInFlight
 
 	// Logger receives what the Loader has to say outside any call: at New,
 	// a warning for each model whose key column no unique index covers
@@ -88,6 +108,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 500
 	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 8 * c.MaxInFlight
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -96,13 +119,14 @@ func (c Config) withDefaults() Config {
 
 // Loader loads the rows of its models. It is safe for concurrent use.
 type Loader struct {
-	cfg      Config              // with defaults
-	pool     *pgxpool.Pool       // bounded by cfg.MaxConns
-	models   []Model             // the configured models, KeyType filled in
-	batchers map[string]*batcher // by model name; read-only after New
-	slots    chan struct{}       // holds a token per query in flight; capacity cfg.MaxInFlight
-	closing  chan struct{}       // closed by Close
-	wg       sync.WaitGroup      // counts dispatchers and running queries
+	cfg      Config                 // with defaults
+	pool     *pgxpool.Pool          // bounded by cfg.MaxConns
+	models   []Model                // the configured models, KeyType filled in
+	batchers map[string]*batcher    // by model name; read-only after New
+	slots    chan struct{}          // holds a token per query in flight; capacity cfg.MaxInFlight
+	closing  chan struct{}          // closed by Close
+	wg       sync.WaitGroup         // counts dispatchers, running queries and the probe
+	down     atomic.Pointer[outage] // non-nil while Loads fail at once; set by trip, cleared by probe
 	stats    counters
 
 	closeOnce sync.Once
@@ -187,11 +211,15 @@ func (l *Loader) Model(name string) (*Model, bool) {
 // batch and must not be modified.
 //
 // The ids join the model's current batch (or the unfinished batch that
-// already holds them), so Load waits up to Config.BatchWindow plus one query.
-// There is one error for the whole call: one wrapping ErrUnavailable when the
-// database is down or the query timed out, ErrBadID for an ID of another key
-// type, ErrClosed after Close, or ctx's error when ctx ends first; the batch
-// then goes on for its other callers.
+// already holds them), so Load waits at most Config.QueryTimeout from the
+// moment that batch took its first id: the window, a query slot and the
+// query together. There is one error for the whole call: one wrapping
+// ErrUnavailable when the database is down or the batch timed out (and at
+// once while the database is known to be down), one wrapping ErrOverloaded
+// when too many batches wait, ErrBadID for an ID of another key type,
+// ErrClosed after Close, or ctx's error when ctx ends first; the batch then
+// goes on for its other callers, and is dropped before its query if it has
+// none left.
 func (l *Loader) Load(ctx context.Context, m *Model, ids []ID) ([][]byte, error) {
 	b, err := l.batcherFor(m, ids)
 	if err != nil {
@@ -205,15 +233,20 @@ func (l *Loader) Load(ctx context.Context, m *Model, ids []ID) ([][]byte, error)
 	}
 	l.stats.loads.Add(1)
 	l.stats.ids.Add(uint64(len(ids)))
-	batches, err := b.join(ids)
+	if err := l.outage(m.Name); err != nil {
+		l.stats.fastFailures.Add(1)
+		return nil, err
+	}
+	perID, distinct, err := b.join(ids)
 	if err != nil {
 		return nil, err
 	}
-	if err := wait(ctx, batches); err != nil {
+	if err := wait(ctx, distinct); err != nil {
+		b.leave(distinct)
 		l.stats.canceled.Add(1)
 		return nil, fmt.Errorf("loader: load %s: %w", m.Name, err)
 	}
-	return collect(ids, batches)
+	return collect(ids, perID)
 }
 
 // batcherFor returns the batcher of m after checking that every id was
@@ -268,9 +301,9 @@ func (l *Loader) Ping(ctx context.Context) error {
 }
 
 // Close fails the batches that have not started with ErrClosed, waits for
-// the queries in flight (each bounded by Config.QueryTimeout) and closes the
-// pool. Loads after Close return ErrClosed. Close may be called more than
-// once.
+// the queries in flight and an outage's ping (each bounded by
+// Config.QueryTimeout) and closes the pool. Loads after Close return
+// ErrClosed. Close may be called more than once.
 func (l *Loader) Close() {
 	l.closeOnce.Do(func() {
 		close(l.closing)
@@ -313,39 +346,68 @@ func unavailable(err error) bool {
 	return false
 }
 
-// Stats are the Loader's counters since New.
+// Stats are the Loader's counters since New (or the last ResetCounters),
+// and whether it fails Loads at once.
 type Stats struct {
-	Loads       uint64 // Load calls with at least one id
-	IDs         uint64 // ids asked for by Loads, duplicates included
-	Coalesced   uint64 // ids that joined an unfinished batch already holding them
-	Batches     uint64 // batches dispatched; each is one query unless no connection could be had
-	Queries     uint64 // queries sent on a connection
-	IDsQueried  uint64 // ids in the dispatched batches (the sum of batch sizes)
-	Rows        uint64 // rows returned by the queries
-	Errors      uint64 // batches that failed
-	Unavailable uint64 // batches that failed with ErrUnavailable (also counted in Errors)
-	Canceled    uint64 // Loads that returned early because their ctx ended
+	Loads        uint64 // Load calls with at least one id
+	IDs          uint64 // ids asked for by Loads, duplicates included
+	Coalesced    uint64 // ids that joined an unfinished batch already holding them
+	Batches      uint64 // batches dispatched; each is one query unless no connection could be had
+	Queries      uint64 // queries sent on a connection
+	IDsQueried   uint64 // ids in the dispatched batches (the sum of batch sizes)
+	Rows         uint64 // rows returned by the queries
+	Errors       uint64 // batches that failed
+	Unavailable  uint64 // batches that failed with ErrUnavailable (also counted in Errors)
+	Canceled     uint64 // Loads that returned early because their ctx ended
+	Abandoned    uint64 // batches dropped before their query because their Loads had all returned
+	FastFailures uint64 // Loads refused at once because the database was found unavailable
+	Overloaded   uint64 // Loads refused at once with ErrOverloaded
+	Down         bool   // Loads fail at once now: the database was found unavailable and no ping has answered since
 }
 
 // counters are the live values behind Stats.
 type counters struct {
 	loads, ids, coalesced, batches, queries, idsQueried atomic.Uint64
 	rows, errors, unavailable, canceled                 atomic.Uint64
+	abandoned, fastFailures, overloaded                 atomic.Uint64
+}
+
+// all returns every counter, for ResetCounters.
+func (c *counters) all() []*atomic.Uint64 {
+	return []*atomic.Uint64{
+		&c.loads, &c.ids, &c.coalesced, &c.batches, &c.queries, &c.idsQueried,
+		&c.rows, &c.errors, &c.unavailable, &c.canceled,
+		&c.abandoned, &c.fastFailures, &c.overloaded,
+	}
+}
+
+// ResetCounters zeroes every counter of Stats, as memcached's "stats reset"
+// zeroes its own; Stats.Down is a state, not a counter, and stays. Each
+// counter is zeroed on its own, so a Load running meanwhile may be counted
+// in some of them and not in others.
+func (l *Loader) ResetCounters() {
+	for _, c := range l.stats.all() {
+		c.Store(0)
+	}
 }
 
 // Stats returns a snapshot of the counters.
 func (l *Loader) Stats() Stats {
 	c := &l.stats
 	return Stats{
-		Loads:       c.loads.Load(),
-		IDs:         c.ids.Load(),
-		Coalesced:   c.coalesced.Load(),
-		Batches:     c.batches.Load(),
-		Queries:     c.queries.Load(),
-		IDsQueried:  c.idsQueried.Load(),
-		Rows:        c.rows.Load(),
-		Errors:      c.errors.Load(),
-		Unavailable: c.unavailable.Load(),
-		Canceled:    c.canceled.Load(),
+		Loads:        c.loads.Load(),
+		IDs:          c.ids.Load(),
+		Coalesced:    c.coalesced.Load(),
+		Batches:      c.batches.Load(),
+		Queries:      c.queries.Load(),
+		IDsQueried:   c.idsQueried.Load(),
+		Rows:         c.rows.Load(),
+		Errors:       c.errors.Load(),
+		Unavailable:  c.unavailable.Load(),
+		Canceled:     c.canceled.Load(),
+		Abandoned:    c.abandoned.Load(),
+		FastFailures: c.fastFailures.Load(),
+		Overloaded:   c.overloaded.Load(),
+		Down:         l.down.Load() != nil,
 	}
 }

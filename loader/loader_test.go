@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -429,5 +430,57 @@ func TestNewWarnsWhenTheKeyMayNotBeUnique(t *testing.T) {
 				t.Errorf("table %s: warned %v, want %v; log:\n%s", tc.table, warned, tc.warn, logs.String())
 			}
 		})
+	}
+}
+
+// TestCountersNameEveryCounterAndResetZeroesThem: Counters lists each
+// counter of Stats under the name the proxy's stats command shows, and
+// ResetCounters ("stats reset") zeroes them all.
+func TestCountersNameEveryCounterAndResetZeroesThem(t *testing.T) {
+	db := newTestDB(t)
+	db.itemsTable(t, 10)
+	l := newLoader(t, db.dsn, Config{BatchWindow: 100 * time.Millisecond})
+	m := model(t, l, "Item")
+	mustLoad(t, l, m, ids(t, m, "1", "2", "99"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if _, err := l.Load(ctx, m, ids(t, m, "3")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Load with a 1ms ctx and a 100ms window: %v", err)
+	}
+
+	names := map[string]string{ // Stats field → Counters name
+		"Loads": "db_loads", "IDs": "db_ids", "Coalesced": "db_coalesced", "Batches": "db_batches",
+		"Queries": "db_queries", "IDsQueried": "db_ids_queried", "Rows": "db_rows", "Errors": "db_errors",
+		"Unavailable": "db_unavailable", "Canceled": "db_canceled", "Abandoned": "db_abandoned",
+		"FastFailures": "db_fast_failures", "Overloaded": "db_overloaded",
+	}
+	check := func(when string, want func(uint64) bool) {
+		t.Helper()
+		st, counters := reflect.ValueOf(l.Stats()), l.Counters()
+		for i := range st.NumField() {
+			f := st.Type().Field(i)
+			if f.Type.Kind() != reflect.Uint64 {
+				continue // a state, such as Down, not a counter
+			}
+			name, ok := names[f.Name]
+			got, listed := counters[name]
+			if !ok || !listed || got != st.Field(i).Uint() || !want(got) {
+				t.Errorf("%s: Stats.%s = %d, Counters()[%q] = %d (listed %v)", when, f.Name, st.Field(i).Uint(), name, got, listed)
+			}
+		}
+		if len(counters) != len(names) {
+			t.Errorf("%s: Counters() has %d names, want %d: %v", when, len(counters), len(names), counters)
+		}
+	}
+	check("before reset", func(uint64) bool { return true })
+	if c := l.Counters(); c["db_canceled"] != 1 || c["db_rows"] != 2 {
+		t.Errorf("Counters() = %v; want db_canceled 1, db_rows 2", c)
+	}
+	waitFor(t, "the canceled Load's batch is dropped", func() bool { return l.Stats().Abandoned == 1 })
+	l.ResetCounters()
+	check("after reset", func(v uint64) bool { return v == 0 })
+	mustLoad(t, l, m, ids(t, m, "4"))
+	if c := l.Counters(); c["db_loads"] != 1 || c["db_queries"] != 1 {
+		t.Errorf("after reset and one Load: %v", c)
 	}
 }

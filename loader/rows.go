@@ -36,18 +36,25 @@ func (l *Loader) LoadRows(ctx context.Context, model string, ids [][]byte) ([][]
 	return l.Load(ctx, m, parsed)
 }
 
-// Counters returns Stats by the names the proxy's stats command lists.
+// Counters returns the counters of Stats by the names the proxy's stats
+// command lists. Each only grows, until ResetCounters: the map holds no
+// states (Stats.Down) and no ratios; ids per query is db_ids_queried over
+// db_queries.
 func (l *Loader) Counters() map[string]uint64 {
 	st := l.Stats()
 	return map[string]uint64{
-		"db_loads":       st.Loads,
-		"db_ids":         st.IDs,
-		"db_coalesced":   st.Coalesced,
-		"db_batches":     st.Batches,
-		"db_queries":     st.Queries,
-		"db_ids_queried": st.IDsQueried,
-		"db_rows":        st.Rows,
-		"db_errors":      st.Errors,
-		"db_unavailable": st.Unavailable,
+		"db_loads":         st.Loads,
+		"db_ids":           st.IDs,
+		"db_coalesced":     st.Coalesced,
+		"db_batches":       st.Batches,
+		"db_queries":       st.Queries,
+		"db_ids_queried":   st.IDsQueried,
+		"db_rows":          st.Rows,
+		"db_errors":        st.Errors,
+		"db_unavailable":   st.Unavailable,
+		"db_canceled":      st.Canceled,
+		"db_abandoned":     st.Abandoned,
+		"db_fast_failures": st.FastFailures,
+		"db_overloaded":    st.Overloaded,
 	}
 }

@@ -381,7 +381,11 @@ func closedByPeer(nc net.Conn, br *bufio.Reader) error {
 }
 
 func TestGarbageWithoutNewlineIsBounded(t *testing.T) {
-	const conns, size, limit = 50, 4 << 20, 16 << 20 // limit: retained growth; 4*limit: peak
+	// limit bounds what the heap keeps once the connections are gone;
+	// 8*limit bounds its peak while they are open, which holds each
+	// connection's fixed buffers (16 KiB to read, 16 KiB to write, a get
+	// line of up to 64 KiB) and the test's own client side.
+	const conns, size, limit = 50, 4 << 20, 2 << 20
 	_, addrs := startNodes(t, 1)
 	srv, addr := startProxy(t, addrs, nil)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -400,8 +404,8 @@ func TestGarbageWithoutNewlineIsBounded(t *testing.T) {
 		if retained > limit {
 			t.Errorf("the heap grew by %d bytes, want < %d", retained, limit)
 		}
-		if peak > 4*limit {
-			t.Errorf("the heap peaked %d bytes above its start, want < %d", peak, 4*limit)
+		if peak > 8*limit {
+			t.Errorf("the heap peaked %d bytes above its start, want < %d", peak, 8*limit)
 		}
 		runtime.KeepAlive(garbage)
 	})
@@ -429,8 +433,8 @@ func TestGarbageWithoutNewlineIsBounded(t *testing.T) {
 		if retained > limit {
 			t.Errorf("the heap grew by %d bytes, want < %d", retained, limit)
 		}
-		if peak > 4*limit {
-			t.Errorf("the heap peaked %d bytes above its start, want < %d", peak, 4*limit)
+		if peak > 8*limit {
+			t.Errorf("the heap peaked %d bytes above its start, want < %d", peak, 8*limit)
 		}
 		runtime.KeepAlive(line)
 	})

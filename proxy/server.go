@@ -59,6 +59,10 @@ type Config struct {
 	// IdleTimeout closes a client connection that sends nothing for this
 	// long. Zero means never.
 	IdleTimeout time.Duration
+	// WriteTimeout closes a client connection that takes longer than this
+	// to read the replies written to it, so that a client that stops
+	// reading cannot pin them in memory. Zero means 30s.
+	WriteTimeout time.Duration
 	// Version is what the version command answers. Empty means "objcache".
 	Version string
 	// Logger receives the server's logs. Nil means slog.Default().
@@ -101,6 +105,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 4096
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
 	}
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = 4096

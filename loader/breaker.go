@@ -1,0 +1,70 @@
+package loader
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// probeInterval is how long the probe waits after a ping that failed before
+// the next.
+const probeInterval = time.Second
+
+// outage records that a query found the database unavailable. While the
+// Loader holds one, Loads fail at once instead of each waiting for its own
+// timeout: a dead database costs a client a fast error, not QueryTimeout.
+type outage struct {
+	cause error     // the query's error, which wraps ErrUnavailable
+	since time.Time // when it was found
+}
+
+// outage returns the error of a Load of model refused at once because the
+// database is known to be unavailable, or nil when it is not.
+func (l *Loader) outage(model string) error {
+	o := l.down.Load()
+	if o == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: load %s: failing at once until a ping answers; down since %s: %v",
+		ErrUnavailable, model, o.since.Format(time.RFC3339), o.cause)
+}
+
+// trip starts an outage after cause, unless one is on already: it fails
+// the batches that no query has taken and starts the probe that will end
+// it. So at most one probe, and one ping, is in flight.
+func (l *Loader) trip(cause error) {
+	o := &outage{cause: cause, since: time.Now()}
+	if !l.down.CompareAndSwap(nil, o) {
+		return
+	}
+	l.cfg.Logger.Warn("database unavailable; loads fail at once until a ping answers", "err", cause)
+	for _, b := range l.batchers {
+		b.failPending(l.outage(b.m.Name))
+	}
+	// trip runs in a query goroutine, which wg counts, so this Add cannot
+	// race with Close's Wait reaching zero.
+	l.wg.Add(1)
+	go l.probe(o)
+}
+
+// probe pings the database, each ping bounded by QueryTimeout and the next
+// probeInterval after a failure, until one answers; then it ends o, the
+// outage, and returns. It returns early when the Loader closes.
+func (l *Loader) probe(o *outage) {
+	defer l.wg.Done()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.QueryTimeout)
+		err := l.pool.Ping(ctx)
+		cancel()
+		if err == nil {
+			l.down.CompareAndSwap(o, nil)
+			l.cfg.Logger.Info("database answers again", "down_for", time.Since(o.since).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-l.closing:
+			return
+		case <-time.After(probeInterval):
+		}
+	}
+}
