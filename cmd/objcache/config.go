@@ -39,6 +39,7 @@ type config struct {
 	MaxLineLength      int      `yaml:"max_line_length"`
 	MaxConnections     int      `yaml:"max_connections"`
 	IdleTimeout        duration `yaml:"idle_timeout"`
+	WriteTimeout       duration `yaml:"write_timeout"`
 	DrainTimeout       duration `yaml:"drain_timeout"`
 	TLSCert            string   `yaml:"tls_cert"`
 	TLSKey             string   `yaml:"tls_key"`
@@ -59,7 +60,8 @@ type databaseConfig struct {
 	MaxBatch     int      `yaml:"max_batch"`     // ids per query; 500
 	MaxConns     int      `yaml:"max_conns"`     // connections to PostgreSQL; 8
 	MaxInFlight  int      `yaml:"max_in_flight"` // queries at once; max_conns
-	QueryTimeout duration `yaml:"query_timeout"` // bounds each query; 2s
+	MaxQueued    int      `yaml:"max_queued"`    // full batches per model waiting for a query slot; 8×max_in_flight
+	QueryTimeout duration `yaml:"query_timeout"` // bounds a batch from its first id to its rows; 2s
 	LoadTimeout  duration `yaml:"load_timeout"`  // bounds how long a get waits for its rows; 5s
 }
 
@@ -190,7 +192,7 @@ func (c *config) validate() ([]ring.Node, error) {
 	}
 	db := c.Database
 	if c.MaxItemSize < 0 || c.QueueSize < 0 || c.QueueBytes < 0 || c.BackendConnections < 0 || c.MaxLineLength < 0 || c.MaxConnections < 0 ||
-		db.MaxBatch < 0 || db.MaxConns < 0 || db.MaxInFlight < 0 {
+		db.MaxBatch < 0 || db.MaxConns < 0 || db.MaxInFlight < 0 || db.MaxQueued < 0 {
 		return nil, errors.New("config: sizes and counts must not be negative")
 	}
 	if db.MaxConns > math.MaxInt32 {
@@ -211,7 +213,7 @@ func (c *config) validateDurations() error {
 		v   duration
 	}{
 		{"tombstone_ttl", c.TombstoneTTL}, {"hot_tier.ttl", c.HotTier.TTL}, {"connect_timeout", c.ConnectTimeout},
-		{"timeout", c.Timeout}, {"server_retry_timeout", c.RetryInterval}, {"idle_timeout", c.IdleTimeout},
+		{"timeout", c.Timeout}, {"server_retry_timeout", c.RetryInterval}, {"idle_timeout", c.IdleTimeout}, {"write_timeout", c.WriteTimeout},
 		{"drain_timeout", c.DrainTimeout}, {"database.batch_window", db.BatchWindow},
 		{"database.query_timeout", db.QueryTimeout}, {"database.load_timeout", db.LoadTimeout},
 	} {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -358,4 +360,30 @@ func TestTTLsBelowASecondAreRefusedNamingTheModel(t *testing.T) {
 func durationPtr(v time.Duration) *duration {
 	d := duration(v)
 	return &d
+}
+
+// TestEveryProxyAndLoaderSettingHasAKey: with every flag set, every field
+// of proxy.Config and loader.Config that is a setting is set, so a setting
+// added there without a config key fails here.
+func TestEveryProxyAndLoaderSettingHasAKey(t *testing.T) {
+	var args []string
+	for _, k := range yamlKeys(reflect.TypeOf(config{}), "", nil) {
+		args = append(args, "--"+strings.NewReplacer(".", "-", "_", "-").Replace(k.path)+"="+sample(k.typ))
+	}
+	c, err := newServeFlags().load(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Models = map[string]model{"User": {Table: "users", Key: "id"}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	notSettings := map[string]bool{"Loader": true, "Models": true, "Logger": true, "FillWithSet": true}
+	for _, v := range []any{proxyConfig(c, []ring.Node{{Addr: "x:1"}}, nil, log), loaderConfig(c, log)} {
+		rv := reflect.ValueOf(v)
+		for i := 0; i < rv.NumField(); i++ {
+			f := rv.Type().Field(i)
+			if f.IsExported() && !notSettings[f.Name] && rv.Field(i).IsZero() {
+				t.Errorf("%s.%s has no config key (or proxyConfig/loaderConfig does not set it)", rv.Type(), f.Name)
+			}
+		}
+	}
 }

@@ -154,6 +154,7 @@ func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logge
 		MaxLineLength:      c.MaxLineLength,
 		MaxConnections:     c.MaxConnections,
 		IdleTimeout:        time.Duration(c.IdleTimeout),
+		WriteTimeout:       time.Duration(c.WriteTimeout),
 		Version:            version,
 		Logger:             log,
 		TombstoneTTL:       time.Duration(c.TombstoneTTL),
@@ -247,6 +248,7 @@ var restartOnly = []struct {
 	{"listen", func(c config) any { return c.Listen }},
 	{"max_connections", func(c config) any { return c.MaxConnections }},
 	{"idle_timeout", func(c config) any { return c.IdleTimeout }},
+	{"write_timeout", func(c config) any { return c.WriteTimeout }},
 	{"max_item_size", func(c config) any { return c.MaxItemSize }},     // the clients' parser; backends get the new one
 	{"max_line_length", func(c config) any { return c.MaxLineLength }}, // the clients' parser
 	{"tls_cert", func(c config) any { return c.TLSCert }},
@@ -377,6 +379,7 @@ func loaderConfig(c config, log *slog.Logger) loader.Config {
 		DSN:          c.Postgres,
 		MaxConns:     int32(db.MaxConns),
 		MaxInFlight:  db.MaxInFlight,
+		MaxQueued:    db.MaxQueued,
 		QueryTimeout: time.Duration(db.QueryTimeout),
 		BatchWindow:  time.Duration(db.BatchWindow),
 		MaxBatch:     db.MaxBatch,
