@@ -360,6 +360,9 @@ func (b *batcher) fetch(ctx context.Context, ids []ID) (map[ID][]byte, error) {
 	}
 	defer conn.Release()
 	st.queries.Add(1)
+	if f := b.l.cfg.OnQuery; f != nil {
+		f(len(ids))
+	}
 	rows, err := conn.Query(ctx, b.sql, keyArray(b.m.KeyType, ids))
 	if err != nil {
 		return nil, b.l.classify("query", b.m.Name, err)

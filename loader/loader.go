@@ -89,6 +89,12 @@ type Config struct {
 	// (rows with the same key make a get return any one of them). Nil
 	// means slog.Default().
 	Logger *slog.Logger
+
+	// OnQuery, when not nil, is called with the number of ids of each
+	// query sent, for a histogram of batch sizes beside the counters. It
+	// runs on the query's goroutine and must be quick and safe for
+	// concurrent use.
+	OnQuery func(ids int)
 }
 
 // withDefaults returns c with every zero limit replaced by its default.

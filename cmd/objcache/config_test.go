@@ -376,7 +376,7 @@ func TestEveryProxyAndLoaderSettingHasAKey(t *testing.T) {
 	}
 	c.Models = map[string]model{"User": {Table: "users", Key: "id"}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	notSettings := map[string]bool{"Loader": true, "Models": true, "Logger": true, "FillWithSet": true}
+	notSettings := map[string]bool{"Loader": true, "Models": true, "Logger": true, "FillWithSet": true, "OnQuery": true}
 	for _, v := range []any{proxyConfig(c, []ring.Node{{Addr: "x:1"}}, nil, log), loaderConfig(c, log)} {
 		rv := reflect.ValueOf(v)
 		for i := 0; i < rv.NumField(); i++ {

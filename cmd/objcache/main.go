@@ -115,11 +115,13 @@ func serveConfig(ctx context.Context, c config, reread func() (config, error), l
 	if opts.tls, err = tlsConfig(c); err != nil {
 		return err
 	}
-	ld, err := newLoader(ctx, c, log)
+	idsPerQuery := newIDsPerQuery()
+	opts.collectors = append(opts.collectors, idsPerQuery)
+	ld, err := newLoader(ctx, c, log, idsPerQuery)
 	if err != nil {
 		return err
 	}
-	r := &reloader{reread: reread, started: c, loader: ld, log: log, closing: make(chan struct{})}
+	r := &reloader{reread: reread, started: c, idsPerQuery: idsPerQuery, loader: ld, log: log, closing: make(chan struct{})}
 	defer r.close()
 	if r.srv, err = proxy.New(proxyConfig(c, nodes, ld, log)); err != nil {
 		return err
@@ -174,10 +176,11 @@ func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logge
 // reloader re-reads the configuration and hands it to the proxy. Safe for
 // concurrent use: reloads are serialized.
 type reloader struct {
-	srv     *proxy.Server
-	reread  func() (config, error)
-	started config // the configuration at start: what the settings a reload cannot apply stay at
-	log     *slog.Logger
+	srv         *proxy.Server
+	reread      func() (config, error)
+	started     config // the configuration at start: what the settings a reload cannot apply stay at
+	idsPerQuery prometheus.Histogram
+	log         *slog.Logger
 
 	mu      sync.Mutex     // serializes reloads; protects loader
 	loader  *loader.Loader // the loader in use; nil without models
@@ -210,7 +213,7 @@ func (r *reloader) apply() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ld, err := newLoader(ctx, c, r.log)
+	ld, err := newLoader(ctx, c, r.log, r.idsPerQuery)
 	if err != nil {
 		return err
 	}
@@ -332,12 +335,13 @@ func tlsConfig(c config) (*tls.Config, error) {
 
 // serveOptions are serveListener's settings besides the proxy itself.
 type serveOptions struct {
-	pprof        bool          // serve /debug/pprof
-	adminPublic  bool          // admin endpoints answer clients other than loopback too
-	drainTimeout time.Duration // how long a shutdown waits for requests in flight; 0 means 10s
-	reload       func() error  // POST /reload; nil: not offered
-	idleTimeout  time.Duration // idle_timeout, also for HTTP keep-alive connections
-	tls          *tls.Config   // TLS on the listener, for memcached and HTTP alike; nil: none
+	pprof        bool                   // serve /debug/pprof
+	adminPublic  bool                   // admin endpoints answer clients other than loopback too
+	drainTimeout time.Duration          // how long a shutdown waits for requests in flight; 0 means 10s
+	reload       func() error           // POST /reload; nil: not offered
+	idleTimeout  time.Duration          // idle_timeout, also for HTTP keep-alive connections
+	tls          *tls.Config            // TLS on the listener, for memcached and HTTP alike; nil: none
+	collectors   []prometheus.Collector // exported on /metrics beside the proxy's
 }
 
 // matchTimeout is how long a new connection has to send the first bytes
@@ -358,17 +362,33 @@ func httpIdleTimeout(idle time.Duration) time.Duration {
 }
 
 // newLoader connects to PostgreSQL and checks every model, or returns nil
-// when no models are configured (a plain sharding proxy).
-func newLoader(ctx context.Context, c config, log *slog.Logger) (*loader.Loader, error) {
+// when no models are configured (a plain sharding proxy). Its queries'
+// sizes go to idsPerQuery, which outlives it: every loader of a process
+// observes into the same histogram, so a reload does not reset it.
+func newLoader(ctx context.Context, c config, log *slog.Logger, idsPerQuery prometheus.Histogram) (*loader.Loader, error) {
 	if len(c.Models) == 0 {
 		return nil, nil
 	}
 	if c.Postgres == "" {
 		return nil, errors.New("config: models need a postgres connection URL (postgres: or --postgres)")
 	}
+	lc := loaderConfig(c, log)
+	lc.OnQuery = func(ids int) { idsPerQuery.Observe(float64(ids)) }
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return loader.New(startCtx, loaderConfig(c, log))
+	return loader.New(startCtx, lc)
+}
+
+// newIDsPerQuery makes the histogram of ids per database query. It is the
+// loader's only metric that is not a counter of the stats command (where
+// db_ids_queried over db_queries gives the mean); the loader does not
+// import Prometheus, so it reports each query to loader.Config.OnQuery.
+func newIDsPerQuery() prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "objcache_db_ids_per_query",
+		Help:    "Ids asked by each database query: the batch sizes that coalescing reaches.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1 to 4096
+	})
 }
 
 // loaderConfig maps the config file's postgres, database and models to the
@@ -510,6 +530,7 @@ func ignoreClosed(err error) error {
 func adminHandler(srv *proxy.Server, opts serveOptions) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(srv.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(opts.collectors...)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)

@@ -167,3 +167,27 @@ func TestBackendErrorsAreLabelledByBackend(t *testing.T) {
 		t.Errorf("backend %s: %v errors, want 0", live, got)
 	}
 }
+
+// TestIDsPerQueryHistogram: each database query observes its number of
+// ids, across reloads.
+func TestIDsPerQueryHistogram(t *testing.T) {
+	o := startFromFile(t, "models:\n  User: {table: users, key: id}\n")
+	c := testsupport.Dial(t, o.addr)
+	c.Send("get User:1 User:2 User:3 User:4\r\n")
+	for c.ReadLine() != "END" {
+	}
+	if resp, b := post(t, "http://"+o.addr+"/reload"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /reload = %d %q", resp.StatusCode, b)
+	}
+	c.Send("get User:5\r\n")
+	c.Expect("END\r\n")
+	h := scrape(t, o.addr)["objcache_db_ids_per_query"].GetMetric()
+	if len(h) != 1 || h[0].GetHistogram().GetSampleCount() != 2 || h[0].GetHistogram().GetSampleSum() != 5 {
+		t.Fatalf("objcache_db_ids_per_query = %v, want 2 queries of 5 ids in all", h)
+	}
+	for _, b := range h[0].GetHistogram().GetBucket() {
+		if want := map[float64]uint64{1: 1, 2: 1, 4: 2}[b.GetUpperBound()]; want != 0 && b.GetCumulativeCount() != want {
+			t.Errorf("bucket le=%v: %d queries, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+		}
+	}
+}
