@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,6 +140,21 @@ func TestTLSListener(t *testing.T) {
 	}
 	if got.String() != "STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n" {
 		t.Errorf("over TLS: %q", got.String())
+	}
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get("https://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("HTTPS GET /healthz: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"status":"ok"`) {
+		t.Errorf("HTTPS GET /healthz = %d %q, want 200 and status ok", resp.StatusCode, body)
+	}
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Errorf("plain HTTP on the TLS port = %d, want a failed handshake", resp.StatusCode)
 	}
 }
 
