@@ -107,8 +107,5 @@ func (n *Nutcracker) start(bin string) error {
 	return err
 }
 
-// Stop ends nutcracker with SIGTERM and waits for it to exit.
-func (n *Nutcracker) Stop() { n.proc.stop(syscall.SIGTERM) }
-
 // Kill ends nutcracker with SIGKILL and waits for it to exit.
 func (n *Nutcracker) Kill() { n.proc.stop(syscall.SIGKILL) }
