@@ -42,6 +42,13 @@ func TestExampleConfigParsesAsDesignSays(t *testing.T) {
 		Models: map[string]model{
 			"User": {Table: "users", Key: "id", TTL: durationPtr(5 * time.Minute), NegativeTTL: durationPtr(30 * time.Second)},
 		},
+		Database: databaseConfig{
+			BatchWindow:  duration(200 * time.Microsecond),
+			MaxBatch:     500,
+			MaxConns:     8,
+			QueryTimeout: duration(2 * time.Second),
+			LoadTimeout:  duration(5 * time.Second),
+		},
 	}
 	if diff := cmp.Diff(got, want, allowConfig); diff != "" {
 		t.Errorf("loadConfig(examples/objcache.yaml) (-got +want):\n%s", diff)
