@@ -21,8 +21,9 @@ import (
 // Once a Server has made a Listener, Serve leaves counting and limiting to
 // it: curr_connections, total_connections and rejected_connections count at
 // the Listener, and Serve no longer checks MaxConnections itself, so all the
-// connections Serve is given must then come through Listener. Without it,
-// Serve counts and limits the connections it serves, as before.
+// connections Serve is given must then come through Listener. Without one,
+// Serve counts and limits the connections it serves itself, which misses
+// the ones a listener in between holds (cmux waiting for a first byte).
 //
 // Closing the returned listener closes ln.
 func (s *Server) Listener(ln net.Listener) net.Listener {
@@ -30,9 +31,8 @@ func (s *Server) Listener(ln net.Listener) net.Listener {
 	return &limitListener{Listener: ln, s: s, max: int64(s.cfg.MaxConnections), lingering: make(chan struct{}, maxLingering)}
 }
 
-// limitListener is the listener of Server.Listener. Accept may be called
-// from one goroutine at a time; the connections are safe for concurrent use
-// as the ones they wrap are.
+// limitListener is the listener of Server.Listener. It is safe for
+// concurrent use, and its connections are as safe as the ones they wrap.
 type limitListener struct {
 	net.Listener
 	s         *Server
@@ -123,6 +123,7 @@ type countedConn struct {
 	once sync.Once
 }
 
+// Close closes the connection and, the first time, uncounts it.
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.s.stats.CurrConnections.Add(-1) })

@@ -120,8 +120,10 @@ func (f *serveFlags) current() (config, error) {
 // listFlag is a comma-separated list flag.
 type listFlag []string
 
+// String returns the list as it would be given.
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 
+// Set replaces the list with the comma-separated items of s.
 func (l *listFlag) Set(s string) error {
 	*l = splitList(s)
 	return nil
