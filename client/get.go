@@ -42,8 +42,10 @@ func GetByIDs[T any](ctx context.Context, c *Client, model string, ids []int64) 
 }
 
 // GetByStringIDs is GetByIDs for models whose key is text or a uuid. The
-// map's keys are the ids as given: objcache does not canonicalize them, so
-// a uuid asked in upper and in lower case is asked twice. An id that holds
+// map's keys are the ids as given. A uuid is an object id only as
+// PostgreSQL prints it, hyphenated in lower case: objcache takes any other
+// spelling for a plain key, which misses, so it is absent from the map
+// even when the row exists. An id that holds
 // spaces or control characters, or makes a key longer than 250 bytes, is
 // an error before any I/O.
 func GetByStringIDs[T any](ctx context.Context, c *Client, model string, ids []string) (map[string]T, error) {
