@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,7 @@ type Config struct {
 	Prefix string // keys are Prefix+"1" .. Prefix+Keys
 	Keys   int    // number of keys; zero means 100000
 
-	Zipf        float64 // zipfian exponent θ of key popularity (NewZipf); zero means uniform
+	Zipf        float64 // zipfian exponent θ ≥ 0 of key popularity (NewZipf); zero means uniform
 	Hotspot     bool    // HotspotOps of the requests go to HotspotKeys of the keys (NewHotspot)
 	HotspotKeys float64 // zero means 0.2
 	HotspotOps  float64 // zero means 0.8
@@ -92,6 +93,8 @@ func (cfg *Config) validate() error {
 		return errors.New("loadtest: no target address")
 	case cfg.Keys < 1:
 		return fmt.Errorf("loadtest: %d keys: need at least one", cfg.Keys)
+	case !(cfg.Zipf >= 0) || math.IsInf(cfg.Zipf, 0): // NaN fails every comparison
+		return fmt.Errorf("loadtest: zipf θ %v: want a finite number ≥ 0 (0 is uniform)", cfg.Zipf)
 	case cfg.Hotspot && cfg.Zipf > 0:
 		return errors.New("loadtest: choose a hotspot or a zipfian distribution, not both")
 	case cfg.Mix.MGetKeys < 1:
