@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +25,10 @@ nutcracker) and reports throughput and latency percentiles. Closed loop by
 default: each connection waits for a reply before its next request. --rate
 makes it open loop, measuring latency from when each request was due;
 --ramp steps that rate up until p99 exceeds --slo-p99.
+
+The request mix: --get, --mget, --set and --delete are the shares of each
+kind of request, and must add up to 1. Without any of them the mix is 90%
+gets and 10% sets; once one is given, the others are 0 unless given too.
 
 Examples:
   objcache loadtest --addr 127.0.0.1:11311 --prefix User: --keys 1000000 --zipf 0.99
@@ -52,10 +58,10 @@ func newLoadtestFlags() *loadtestFlags {
 	fs.BoolVar(&c.Hotspot, "hotspot", false, "send --hotspot-ops of the requests to --hotspot-keys of the keys")
 	fs.Float64Var(&c.HotspotKeys, "hotspot-keys", 0.2, "hot `FRACTION` of the keys")
 	fs.Float64Var(&c.HotspotOps, "hotspot-ops", 0.8, "`FRACTION` of the requests that go to the hot keys")
-	fs.Float64Var(&c.Mix.Get, "get", 0.9, "share of single-key gets")
+	fs.Float64Var(&c.Mix.Get, "get", 0.9, "share of single-key gets; 0 once another op flag is given")
 	fs.Float64Var(&c.Mix.MGet, "mget", 0, "share of multi-gets of --mget-k keys")
 	fs.IntVar(&c.Mix.MGetKeys, "mget-k", 10, "keys per multi-get")
-	fs.Float64Var(&c.Mix.Set, "set", 0.1, "share of sets")
+	fs.Float64Var(&c.Mix.Set, "set", 0.1, "share of sets; 0 once another op flag is given")
 	fs.Float64Var(&c.Mix.Delete, "delete", 0, "share of deletes")
 	fs.IntVar(&c.ValueSize, "value-size", 200, "`BYTES` per set")
 	fs.IntVar(&c.Conns, "conns", 32, "connections, each with one request outstanding")
@@ -84,6 +90,9 @@ func (f *loadtestFlags) parse(args []string) (*loadtest.RampPlan, error) {
 	if f.cfg.Addr == "" {
 		return nil, errors.New("--addr is required")
 	}
+	if err := f.setMix(); err != nil {
+		return nil, err
+	}
 	if err := f.cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -104,6 +113,39 @@ func (f *loadtestFlags) parse(args []string) (*loadtest.RampPlan, error) {
 		return nil, err
 	}
 	return plan, nil
+}
+
+// opFlags are the flags of the request mix.
+var opFlags = []string{"get", "mget", "set", "delete"}
+
+// setMix makes the op flags not given zero if any was given, and checks
+// that the shares add up to 1.
+func (f *loadtestFlags) setMix() error {
+	m := &f.cfg.Mix
+	shares := map[string]*float64{"get": &m.Get, "mget": &m.MGet, "set": &m.Set, "delete": &m.Delete}
+	given := make(map[string]bool)
+	f.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	anyGiven := slices.ContainsFunc(opFlags, func(name string) bool { return given[name] })
+	total := 0.0
+	var parts []string
+	for _, name := range opFlags {
+		v := shares[name]
+		if anyGiven && !given[name] {
+			*v = 0
+		}
+		if !(*v >= 0 && *v <= 1) { // NaN fails both
+			return fmt.Errorf("--%s %v: want a share from 0 to 1", name, *v)
+		}
+		total += *v
+		if given[name] {
+			parts = append(parts, fmt.Sprintf("--%s %v", name, *v))
+		}
+	}
+	if math.Abs(total-1) > 1e-9 {
+		return fmt.Errorf("%s add up to %v: the shares of --get, --mget, --set and --delete must add up to 1 (those not given are 0)",
+			strings.Join(parts, " "), total)
+	}
+	return nil
 }
 
 // parseRamp parses START:STEP:MAX.

@@ -2,8 +2,13 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/objcache/objcache/loadtest"
 )
 
 // loadtestRun runs "objcache loadtest args..." and returns its exit code,
@@ -13,6 +18,38 @@ func loadtestRun(t *testing.T, args ...string) (code int, stdout, stderr string)
 	var out, errOut bytes.Buffer
 	code = run(append([]string{"loadtest"}, args...), &out, &errOut)
 	return code, out.String(), errOut.String()
+}
+
+func TestLoadtestOpFlagsGivenLeaveTheOthersAtZero(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want loadtest.Mix
+	}{
+		{nil, loadtest.Mix{Get: 0.9, Set: 0.1, MGetKeys: 10}},
+		{[]string{"--mget", "1"}, loadtest.Mix{MGet: 1, MGetKeys: 10}},
+		{[]string{"--mget", "1", "--mget-k", "3"}, loadtest.Mix{MGet: 1, MGetKeys: 3}},
+		{[]string{"--get", "0.5", "--delete", "0.5"}, loadtest.Mix{Get: 0.5, Delete: 0.5, MGetKeys: 10}},
+		{[]string{"--set", "1"}, loadtest.Mix{Set: 1, MGetKeys: 10}},
+		{[]string{"--get", "0.7", "--mget", "0.2", "--set", "0.1"}, loadtest.Mix{Get: 0.7, MGet: 0.2, Set: 0.1, MGetKeys: 10}},
+		{[]string{"--get", "0.1", "--get", "1"}, loadtest.Mix{Get: 1, MGetKeys: 10}},
+	} {
+		f := newLoadtestFlags()
+		f.fs.SetOutput(io.Discard)
+		if _, err := f.parse(append([]string{"--addr", "127.0.0.1:1"}, tt.args...)); err != nil {
+			t.Errorf("%q: %v", tt.args, err)
+			continue
+		}
+		if diff := cmp.Diff(f.cfg.Mix, tt.want); diff != "" {
+			t.Errorf("%q: mix (-got +want):\n%s", tt.args, diff)
+		}
+	}
+}
+
+func TestLoadtestHelpSaysHowTheOpSharesWork(t *testing.T) {
+	code, _, stderr := loadtestRun(t, "--help")
+	if code != 0 || !strings.Contains(stderr, "add up to 1") || !strings.Contains(stderr, "the others are 0") {
+		t.Errorf("loadtest --help: exit %d, stderr:\n%s", code, stderr)
+	}
 }
 
 func TestLoadtestRefusesBadFlagsWithExit2(t *testing.T) {
@@ -25,6 +62,15 @@ func TestLoadtestRefusesBadFlagsWithExit2(t *testing.T) {
 		{[]string{"--zipf", "Inf"}, "zipf"},
 		{[]string{"--zipf", "-1", "--hotspot"}, "zipf"},
 		{[]string{"--zipf", "0.99", "--hotspot"}, "not both"},
+
+		// The shares of the op flags given must add up to 1.
+		{[]string{"--get", "0.9", "--set", "0.5"}, "add up to 1"},
+		{[]string{"--get", "2", "--set", "3"}, "--get 2: want a share from 0 to 1"},
+		{[]string{"--mget", "0.5"}, "add up to 1"},
+		{[]string{"--get", "0"}, "add up to 1"},
+		{[]string{"--get", "-0.5", "--set", "1.5"}, "--get -0.5"},
+		{[]string{"--get", "NaN", "--set", "1"}, "--get NaN"},
+		{[]string{"--delete", "Inf"}, "--delete +Inf"},
 	} {
 		args := append([]string{"--addr", "127.0.0.1:1"}, tt.args...)
 		code, stdout, stderr := loadtestRun(t, args...)
