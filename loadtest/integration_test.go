@@ -73,6 +73,28 @@ func TestClosedLoopThroughNutcracker(t *testing.T) {
 	}
 }
 
+func TestZeroValueSizeSetsEmptyValues(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	cfg := smallConfig(m.Addr)
+	cfg.ValueSize = 0
+	if err := Fill(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dial(context.Background(), m.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.buf = append(c.buf, "get lt:1\r\n"...)
+	if err := c.send(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.line()
+	if err != nil || string(l) != "VALUE lt:1 0 0\r\n" {
+		t.Errorf("get lt:1 after a fill with ValueSize 0: %q, %v; want a 0-byte value", l, err)
+	}
+}
+
 func TestGetsWithoutFillAllMiss(t *testing.T) {
 	m := testsupport.StartMemcached(t)
 	cfg := smallConfig(m.Addr)

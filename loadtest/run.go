@@ -26,7 +26,7 @@ type Config struct {
 	HotspotOps  float64 // zero means 0.8
 
 	Mix       Mix // request shares; at least one must be above zero
-	ValueSize int // bytes per set; zero means 200
+	ValueSize int // bytes per set; zero means empty values
 
 	Conns    int           // connections, one goroutine each; zero means 32
 	Duration time.Duration // measured time; zero means 10 s
@@ -55,9 +55,6 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Mix.MGetKeys == 0 {
 		cfg.Mix.MGetKeys = 10
-	}
-	if cfg.ValueSize == 0 {
-		cfg.ValueSize = 200
 	}
 	if cfg.Conns == 0 {
 		cfg.Conns = 32
@@ -105,8 +102,8 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("loadtest: %d connections: need at least one", cfg.Conns)
 	case cfg.Duration < 0 || cfg.Warmup < 0 || cfg.Grace < 0:
 		return errors.New("loadtest: durations must not be negative")
-	case cfg.Rate < 0:
-		return fmt.Errorf("loadtest: rate %v is negative", cfg.Rate)
+	case !(cfg.Rate >= 0) || math.IsInf(cfg.Rate, 0):
+		return fmt.Errorf("loadtest: rate %v: want a finite rate ≥ 0 (0 is closed loop)", cfg.Rate)
 	}
 	return nil
 }

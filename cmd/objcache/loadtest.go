@@ -93,6 +93,9 @@ func (f *loadtestFlags) parse(args []string) (*loadtest.RampPlan, error) {
 	if err := f.setMix(); err != nil {
 		return nil, err
 	}
+	if err := f.checkValues(); err != nil {
+		return nil, err
+	}
 	if err := f.cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -113,6 +116,36 @@ func (f *loadtestFlags) parse(args []string) (*loadtest.RampPlan, error) {
 		return nil, err
 	}
 	return plan, nil
+}
+
+// checkValues refuses, naming the flag, the values that make no sense and
+// the zeros that package loadtest would take for "the default": the
+// command line has defaults of its own, so a 0 given there is meant.
+func (f *loadtestFlags) checkValues() error {
+	c := &f.cfg
+	for _, check := range []struct {
+		ok   bool
+		flag string
+		v    any
+		want string
+	}{
+		{c.Keys >= 1, "keys", c.Keys, "at least 1"},
+		{c.Conns >= 1, "conns", c.Conns, "at least 1"},
+		{c.Mix.MGetKeys >= 1, "mget-k", c.Mix.MGetKeys, "at least 1"},
+		{c.ValueSize >= 0, "value-size", c.ValueSize, "0 or more bytes"},
+		{c.Duration > 0, "duration", c.Duration, "a duration above 0"},
+		{c.Warmup >= 0, "warmup", c.Warmup, "0 or more"},
+		{c.Grace > 0, "grace", c.Grace, "a duration above 0: with none, every request in flight at the end is a timeout"},
+		{c.HotspotKeys > 0 && c.HotspotKeys < 1, "hotspot-keys", c.HotspotKeys, "a fraction above 0 and below 1"},
+		{c.HotspotOps > 0 && c.HotspotOps <= 1, "hotspot-ops", c.HotspotOps, "a fraction above 0, at most 1"},
+		{c.Rate >= 0 && !math.IsInf(c.Rate, 0), "rate", c.Rate, "a finite rate, or 0 for closed loop"},
+		{f.slo >= 0, "slo-p99", f.slo, "a duration above 0"},
+	} {
+		if !check.ok {
+			return fmt.Errorf("--%s %v: want %s", check.flag, check.v, check.want)
+		}
+	}
+	return nil
 }
 
 // opFlags are the flags of the request mix.

@@ -45,6 +45,20 @@ func TestLoadtestOpFlagsGivenLeaveTheOthersAtZero(t *testing.T) {
 	}
 }
 
+func TestLoadtestValueSizeZeroIsZeroBytes(t *testing.T) {
+	f := newLoadtestFlags()
+	if _, err := f.parse([]string{"--addr", "127.0.0.1:1", "--set", "1", "--value-size", "0"}); err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	if err := (&loadtest.Report{Config: f.cfg}).WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if f.cfg.ValueSize != 0 || !strings.Contains(table.String(), "; 0-byte values") {
+		t.Errorf("--value-size 0: ValueSize %d, report:\n%s", f.cfg.ValueSize, table.String())
+	}
+}
+
 func TestLoadtestHelpSaysHowTheOpSharesWork(t *testing.T) {
 	code, _, stderr := loadtestRun(t, "--help")
 	if code != 0 || !strings.Contains(stderr, "add up to 1") || !strings.Contains(stderr, "the others are 0") {
@@ -71,6 +85,27 @@ func TestLoadtestRefusesBadFlagsWithExit2(t *testing.T) {
 		{[]string{"--get", "-0.5", "--set", "1.5"}, "--get -0.5"},
 		{[]string{"--get", "NaN", "--set", "1"}, "--get NaN"},
 		{[]string{"--delete", "Inf"}, "--delete +Inf"},
+
+		// A zero that the loadtest package would take for its default,
+		// and values that make no sense.
+		{[]string{"--conns", "0"}, "--conns 0"},
+		{[]string{"--conns", "-3"}, "--conns -3"},
+		{[]string{"--keys", "0"}, "--keys 0"},
+		{[]string{"--keys", "-1"}, "--keys -1"},
+		{[]string{"--mget", "1", "--mget-k", "0"}, "--mget-k 0"},
+		{[]string{"--duration", "0"}, "--duration 0s"},
+		{[]string{"--duration", "-1s"}, "--duration -1s"},
+		{[]string{"--grace", "0"}, "--grace 0s"},
+		{[]string{"--warmup", "-1s"}, "--warmup -1s"},
+		{[]string{"--value-size", "-1"}, "--value-size -1"},
+		{[]string{"--hotspot", "--hotspot-keys", "0"}, "--hotspot-keys 0"},
+		{[]string{"--hotspot", "--hotspot-keys", "1"}, "--hotspot-keys 1"},
+		{[]string{"--hotspot", "--hotspot-ops", "0"}, "--hotspot-ops 0"},
+		{[]string{"--hotspot", "--hotspot-ops", "1.5"}, "--hotspot-ops 1.5"},
+		{[]string{"--rate", "-1"}, "--rate -1"},
+		{[]string{"--rate", "NaN"}, "--rate NaN"},
+		{[]string{"--rate", "Inf"}, "--rate +Inf"},
+		{[]string{"--ramp", "100:100:200", "--slo-p99", "-1ms"}, "--slo-p99 -1ms"},
 	} {
 		args := append([]string{"--addr", "127.0.0.1:1"}, tt.args...)
 		code, stdout, stderr := loadtestRun(t, args...)
