@@ -20,6 +20,13 @@ type monitor struct {
 	prevAt time.Time
 }
 
+// newMonitor returns the monitor of ph, which starts now. The connections'
+// live counters go on from phase to phase, so the first progress line
+// takes its differences from what they hold now, not from zero.
+func newMonitor(r *runner, ph *phase, label string) *monitor {
+	return &monitor{r: r, ph: ph, label: label, prev: r.liveSnapshot(), prevAt: ph.start}
+}
+
 // watch returns when done is closed; abort is called at most once.
 func (m *monitor) watch(ctx context.Context, done <-chan struct{}, abort func()) {
 	tick := time.NewTicker(time.Second)
@@ -30,7 +37,6 @@ func (m *monitor) watch(ctx context.Context, done <-chan struct{}, abort func())
 	defer end.Stop()
 	stop := time.NewTimer(time.Until(m.ph.stop))
 	defer stop.Stop()
-	m.prevAt = m.ph.start
 	ctxDone := ctx.Done()
 	aborted := false
 	for {
@@ -73,10 +79,7 @@ func (m *monitor) progress(now time.Time) {
 	if m.r.cfg.Progress == nil {
 		return
 	}
-	var snap liveSnapshot
-	for _, w := range m.r.workers {
-		snap.add(&w.live)
-	}
+	snap := m.r.liveSnapshot()
 	ops, errs, p99 := snap.since(&m.prev)
 	secs := now.Sub(m.prevAt).Seconds()
 	mid := m.prevAt.Add(now.Sub(m.prevAt) / 2) // the second this line is about
@@ -90,6 +93,15 @@ func (m *monitor) progress(now time.Time) {
 	fmt.Fprintf(m.r.cfg.Progress, "%s%4.0fs %-9s %10.0f ops/s  p99 %-8s errors %d\n",
 		m.label, now.Sub(m.ph.start).Seconds(), state, float64(ops)/secs, formatMicros(p99), errs)
 	m.prev, m.prevAt = snap, now
+}
+
+// liveSnapshot sums the connections' live counters.
+func (r *runner) liveSnapshot() liveSnapshot {
+	var snap liveSnapshot
+	for _, w := range r.workers {
+		snap.add(&w.live)
+	}
+	return snap
 }
 
 // formatMicros formats a latency in µs with three significant digits.

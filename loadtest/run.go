@@ -227,6 +227,8 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 	ph.end = ph.measure.Add(r.cfg.Duration)
 	ph.stop = ph.end.Add(r.cfg.Grace)
 
+	m := newMonitor(r, ph, label) // before the workers start: it snapshots their counters
+	m.before = before
 	phaseCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var aborted atomic.Bool
@@ -237,7 +239,6 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 
-	m := monitor{r: r, ph: ph, label: label, before: before}
 	m.watch(ctx, done, func() {
 		aborted.Store(true)
 		cancel()
