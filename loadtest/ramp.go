@@ -25,27 +25,36 @@ type RampPlan struct {
 // latency.
 const minAchieved = 0.95
 
-// Rates returns the rates of the steps.
-func (p RampPlan) Rates() ([]float64, error) {
+// MaxRampSteps is the most steps a RampPlan may have: at the command
+// line's default of 12 s a step, 1000 steps already take more than three
+// hours.
+const MaxRampSteps = 1000
+
+// Steps returns the number of steps of the plan, or why it is not a plan
+// (a rate that is not above zero, a maximum below the start, no objective,
+// more than MaxRampSteps steps). It allocates nothing, whatever the plan.
+func (p RampPlan) Steps() (int, error) {
 	switch {
 	case !(p.Start > 0) || math.IsInf(p.Start, 0):
-		return nil, fmt.Errorf("loadtest: ramp start %v: want a rate above zero", p.Start)
+		return 0, fmt.Errorf("loadtest: ramp start %v: want a rate above zero", p.Start)
 	case !(p.Step > 0) || math.IsInf(p.Step, 0):
-		return nil, fmt.Errorf("loadtest: ramp step %v: want a rate above zero", p.Step)
+		return 0, fmt.Errorf("loadtest: ramp step %v: want a rate above zero", p.Step)
 	case !(p.Max >= p.Start) || math.IsInf(p.Max, 0):
-		return nil, fmt.Errorf("loadtest: ramp maximum %v: want at least the start, %v", p.Max, p.Start)
+		return 0, fmt.Errorf("loadtest: ramp maximum %v: want at least the start, %v", p.Max, p.Start)
 	case p.SLO <= 0:
-		return nil, errors.New("loadtest: a ramp needs a p99 objective above zero")
+		return 0, errors.New("loadtest: a ramp needs a p99 objective above zero")
 	}
-	var rates []float64
-	for i := 0; ; i++ {
-		r := p.Start + float64(i)*p.Step
-		if r > p.Max*(1+1e-9) {
-			return rates, nil
-		}
-		rates = append(rates, r)
+	// Step i runs at Start + i·Step while that is at most Max, with a
+	// billionth of a step of slack so that 0.1:0.1:0.3 has three steps.
+	n := math.Floor((p.Max-p.Start)/p.Step+1e-9) + 1
+	if n > MaxRampSteps {
+		return 0, fmt.Errorf("loadtest: ramp %g:%g:%g has %.0f steps, more than %d: take a larger step", p.Start, p.Step, p.Max, n, MaxRampSteps)
 	}
+	return int(n), nil
 }
+
+// Rate returns the rate of step i, counting from 0.
+func (p RampPlan) Rate(i int) float64 { return p.Start + float64(i)*p.Step }
 
 // holds reports whether res held the plan's objective, and if not, why.
 func (p RampPlan) holds(res *Result) (bool, string) {
@@ -100,7 +109,7 @@ type stepFunc func(ctx context.Context, rate float64) (*Result, error)
 // Ramp runs plan against cfg's target; cfg.Rate is ignored. On an error it
 // returns the steps completed so far with it.
 func Ramp(ctx context.Context, cfg Config, plan RampPlan) (*RampResult, error) {
-	if _, err := plan.Rates(); err != nil {
+	if _, err := plan.Steps(); err != nil {
 		return nil, err
 	}
 	r, err := newRunner(ctx, cfg)
@@ -115,12 +124,13 @@ func Ramp(ctx context.Context, cfg Config, plan RampPlan) (*RampResult, error) {
 
 // ramp runs the steps of plan with step until one does not hold.
 func ramp(ctx context.Context, plan RampPlan, step stepFunc) (*RampResult, error) {
-	rates, err := plan.Rates()
+	n, err := plan.Steps()
 	if err != nil {
 		return nil, err
 	}
 	rr := &RampResult{Plan: plan}
-	for _, rate := range rates {
+	for i := range n {
+		rate := plan.Rate(i)
 		res, err := step(ctx, rate)
 		if err != nil {
 			return rr, err

@@ -123,9 +123,32 @@ func TestRampPlanRefusesNonsense(t *testing.T) {
 		{Start: 10, Step: 0, Max: 10, SLO: time.Millisecond},
 		{Start: 10, Step: 1, Max: 5, SLO: time.Millisecond},
 		{Start: 10, Step: 1, Max: 20},
+		{Start: 1, Step: 1, Max: 1001, SLO: time.Millisecond},
+		{Start: 1, Step: 1, Max: 1e9, SLO: time.Millisecond},
+		{Start: 1, Step: 1e-300, Max: 2, SLO: time.Millisecond},
 	} {
-		if _, err := p.Rates(); err == nil {
-			t.Errorf("%+v accepted", p)
+		if n, err := p.Steps(); err == nil {
+			t.Errorf("%+v accepted: %d steps", p, n)
+		}
+	}
+}
+
+func TestRampPlanCountsItsSteps(t *testing.T) {
+	for _, tt := range []struct {
+		plan RampPlan
+		n    int
+		last float64
+	}{
+		{RampPlan{Start: 1, Step: 1, Max: 1000}, 1000, 1000},
+		{RampPlan{Start: 100, Step: 300, Max: 1000}, 4, 1000},
+		{RampPlan{Start: 100, Step: 300, Max: 999}, 3, 700},
+		{RampPlan{Start: 5, Step: 1, Max: 5}, 1, 5},
+		{RampPlan{Start: 0.1, Step: 0.1, Max: 0.3}, 3, 0.30000000000000004},
+	} {
+		tt.plan.SLO = time.Millisecond
+		n, err := tt.plan.Steps()
+		if err != nil || n != tt.n || tt.plan.Rate(n-1) != tt.last {
+			t.Errorf("%+v: %d steps (%v), the last at %v; want %d, the last at %v", tt.plan, n, err, tt.plan.Rate(n-1), tt.n, tt.last)
 		}
 	}
 }

@@ -112,7 +112,7 @@ func (f *loadtestFlags) parse(args []string) (*loadtest.RampPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := plan.Rates(); err != nil {
+	if _, err := plan.Steps(); err != nil {
 		return nil, err
 	}
 	return plan, nil

@@ -106,6 +106,10 @@ func TestLoadtestRefusesBadFlagsWithExit2(t *testing.T) {
 		{[]string{"--rate", "NaN"}, "--rate NaN"},
 		{[]string{"--rate", "Inf"}, "--rate +Inf"},
 		{[]string{"--ramp", "100:100:200", "--slo-p99", "-1ms"}, "--slo-p99 -1ms"},
+
+		// Ramps.
+		{[]string{"--ramp", "1:1:5000", "--slo-p99", "1ms"}, "5000 steps, more than 1000"},
+		{[]string{"--ramp", "1:1:1e9", "--slo-p99", "1ms"}, "1000000000 steps, more than 1000"},
 	} {
 		args := append([]string{"--addr", "127.0.0.1:1"}, tt.args...)
 		code, stdout, stderr := loadtestRun(t, args...)
