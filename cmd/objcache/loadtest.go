@@ -24,7 +24,9 @@ Generates memcached-protocol load against HOST:PORT (objcache, memcached,
 nutcracker) and reports throughput and latency percentiles. Closed loop by
 default: each connection waits for a reply before its next request. --rate
 makes it open loop, measuring latency from when each request was due;
---ramp steps that rate up until p99 exceeds --slo-p99.
+--ramp steps that rate up until p99 exceeds --slo-p99, and reads the
+target's stats at each step (hit ratio per tier, database queries/s and ids
+per query).
 
 The request mix: --get, --mget, --set and --delete are the shares of each
 kind of request, and must add up to 1. Without any of them the mix is 90%
@@ -73,7 +75,7 @@ func newLoadtestFlags() *loadtestFlags {
 	fs.DurationVar(&f.slo, "slo-p99", 0, "p99 objective `D` for --ramp: stop at the first step above it (or with more than 0.1% errors)")
 	fs.StringVar(&f.jsonPath, "json", "", "write the report as JSON to `FILE`")
 	fs.StringVar(&f.htmlPath, "html", "", "write the report as a self-contained HTML page to `FILE`")
-	fs.BoolVar(&c.Stats, "stats", false, "report the target's hits/misses/queries/ids/fills counters over the measured time")
+	fs.BoolVar(&c.Stats, "stats", false, "report the target's hits/misses/queries/ids/fills counters over the measured time (always on with --ramp)")
 	fs.BoolVar(&f.fill, "fill", false, "set every key once before the run")
 	fs.Uint64Var(&c.Seed, "seed", 0, "random seed; 0 picks one")
 	return f
@@ -108,6 +110,7 @@ func (f *loadtestFlags) parse(args []string) (*loadtest.RampPlan, error) {
 	if f.cfg.Rate != 0 {
 		return nil, errors.New("--rate and --ramp exclude each other: the ramp sets the rate")
 	}
+	f.cfg.Stats = true // a ramp reports what the target did at each rate
 	plan, err := parseRamp(f.ramp, f.slo)
 	if err != nil {
 		return nil, err

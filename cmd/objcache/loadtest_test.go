@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -56,6 +57,18 @@ func TestLoadtestValueSizeZeroIsZeroBytes(t *testing.T) {
 	}
 	if f.cfg.ValueSize != 0 || !strings.Contains(table.String(), "; 0-byte values") {
 		t.Errorf("--value-size 0: ValueSize %d, report:\n%s", f.cfg.ValueSize, table.String())
+	}
+}
+
+func TestLoadtestRampReadsTheTargetsStats(t *testing.T) {
+	f := newLoadtestFlags()
+	plan, err := f.parse([]string{"--addr", "127.0.0.1:1", "--ramp", "100:100:300", "--slo-p99", "2ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &loadtest.RampPlan{Start: 100, Step: 100, Max: 300, SLO: 2 * time.Millisecond}
+	if diff := cmp.Diff(plan, want); diff != "" || !f.cfg.Stats {
+		t.Errorf("plan (-got +want):\n%s\nStats %v, want true", diff, f.cfg.Stats)
 	}
 }
 
