@@ -17,7 +17,11 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 	var b strings.Builder
 	title := "objcache loadtest: " + rep.Config.Addr
 	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>%s</title>\n<style>%s</style></head><body>\n", esc(title), pageCSS)
-	fmt.Fprintf(&b, "<h1>%s</h1>\n<pre class=\"cfg\">%s</pre>\n", esc(title), esc(strings.Join(describe(rep.Config, rep.Ramp != nil), "\n")))
+	fmt.Fprintf(&b, "<h1>%s</h1>\n", esc(title))
+	if note := rep.partialNote(); note != "" {
+		fmt.Fprintf(&b, "<p class=\"partial\">%s</p>\n", esc(note))
+	}
+	fmt.Fprintf(&b, "<pre class=\"cfg\">%s</pre>\n", esc(strings.Join(describe(rep.Config, rep.Ramp != nil), "\n")))
 	if rep.Ramp != nil {
 		fmt.Fprintf(&b, "<p class=\"verdict\">%s</p>\n", esc(rep.Ramp.Verdict()))
 	}
@@ -53,6 +57,7 @@ table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}
 th{background:#f0f0f0}td.l,th.l{text-align:left}
 .verdict{font-size:1.2em;font-weight:bold}
+.partial{font-weight:bold;color:#b00}
 svg text{font-family:system-ui,sans-serif;font-size:12px;fill:#222}`
 
 func esc(s string) string { return html.EscapeString(s) }

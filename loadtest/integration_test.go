@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -289,6 +290,35 @@ func TestRampAgainstMemcachedHoldsLowRates(t *testing.T) {
 	for _, s := range rr.Steps {
 		if got := s.Result.OpsPerSec(); got < 0.95*s.Rate || got > 1.05*s.Rate {
 			t.Errorf("step %v completed %.1f req/s", s.Rate, got)
+		}
+	}
+}
+
+// TestStoppedRunReportsWhatItMeasured: when ctx ends the run early, Run
+// returns what it measured up to then, over the time it measured, and
+// neither the requests cut off nor those that were never due count.
+func TestStoppedRunReportsWhatItMeasured(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	for _, rate := range []float64{0, 1000} {
+		cfg := smallConfig(m.Addr)
+		cfg.Conns, cfg.Duration, cfg.Rate = 4, 10*time.Second, rate
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Second, cancel)
+		start := time.Now()
+		res, err := Run(ctx, cfg)
+		took := time.Since(start)
+		if !errors.Is(err, context.Canceled) || res == nil {
+			t.Fatalf("rate %v: Run stopped after 1s = %v, %v; want the partial result and context.Canceled", rate, res, err)
+		}
+		t.Logf("rate %v: took %v; measured %v, %d ops (%.0f/s), %d timeouts, %d errors", rate, took, res.Duration, res.Ops, res.OpsPerSec(), res.Timeouts, res.Errors)
+		if !res.Partial || took > 2*time.Second || res.Duration < 900*time.Millisecond || res.Duration > 1200*time.Millisecond {
+			t.Errorf("rate %v: took %v, partial %v, measured %v; want a partial result of about 1s", rate, took, res.Partial, res.Duration)
+		}
+		if res.Ops == 0 || res.Errors != 0 || res.Timeouts != 0 {
+			t.Errorf("rate %v: %d ops, %d errors, %d timeouts; want ops and neither errors nor timeouts", rate, res.Ops, res.Errors, res.Timeouts)
+		}
+		if rate > 0 && (res.OpsPerSec() < 900 || res.OpsPerSec() > 1100) {
+			t.Errorf("rate %v: %.0f ops/s over the part measured", rate, res.OpsPerSec())
 		}
 	}
 }

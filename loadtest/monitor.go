@@ -65,6 +65,11 @@ func (m *monitor) watch(ctx context.Context, done <-chan struct{}, abort func())
 			}
 		case <-ctxDone:
 			ctxDone = nil
+			m.ph.cut.Store(time.Now().UnixNano()) // before abort: the workers read it when they see the abort
+			if m.r.cfg.Stats && m.before.taken && !m.after.taken {
+				// The counters over the part measured; ctx is done.
+				m.after = takeStats(context.WithoutCancel(ctx), m.r.cfg.Addr)
+			}
 			if !aborted {
 				aborted = true
 				abort()

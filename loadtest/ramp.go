@@ -86,6 +86,11 @@ type RampResult struct {
 	Plan  RampPlan
 	Steps []Step  // in order; the last one did not hold unless all did
 	Held  float64 // the highest rate that held; zero if none did
+
+	// Stopped is set when ctx ended the ramp before it ended: higher
+	// rates were not tried. The step that ctx cut short, if any, is the
+	// last of Steps, with a partial Result; it is held by no one.
+	Stopped bool
 }
 
 // Best returns the result of the highest step that held, or of the first
@@ -107,7 +112,8 @@ func (rr *RampResult) Best() *Result {
 type stepFunc func(ctx context.Context, rate float64) (*Result, error)
 
 // Ramp runs plan against cfg's target; cfg.Rate is ignored. On an error it
-// returns the steps completed so far with it.
+// returns the steps completed so far with it; when the error is that ctx
+// ended, they are followed by the step it cut short (RampResult.Stopped).
 func Ramp(ctx context.Context, cfg Config, plan RampPlan) (*RampResult, error) {
 	if _, err := plan.Steps(); err != nil {
 		return nil, err
@@ -130,9 +136,17 @@ func ramp(ctx context.Context, plan RampPlan, step stepFunc) (*RampResult, error
 	}
 	rr := &RampResult{Plan: plan}
 	for i := range n {
+		if err := ctx.Err(); err != nil {
+			rr.Stopped = true
+			return rr, fmt.Errorf("loadtest: ramp stopped: %w", err)
+		}
 		rate := plan.Rate(i)
 		res, err := step(ctx, rate)
 		if err != nil {
+			if res != nil { // cut short by ctx: reported, not judged
+				rr.Steps = append(rr.Steps, Step{Rate: rate, Result: res, Why: "stopped before the step ended"})
+				rr.Stopped = true
+			}
 			return rr, err
 		}
 		held, why := plan.holds(res)

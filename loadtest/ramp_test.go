@@ -152,3 +152,33 @@ func TestRampPlanCountsItsSteps(t *testing.T) {
 		}
 	}
 }
+
+func TestRampStoppedByCtxKeepsItsStepsAndTheOneCutShort(t *testing.T) {
+	var ran []float64
+	ok := fakeStep(&ran)
+	step := func(ctx context.Context, rate float64) (*Result, error) {
+		res, _ := ok(ctx, rate)
+		if rate == 300 {
+			res.Partial = true
+			return res, context.Canceled
+		}
+		return res, nil
+	}
+	rr, err := ramp(context.Background(), RampPlan{Start: 100, Step: 100, Max: 500, SLO: time.Second}, step)
+	if !errors.Is(err, context.Canceled) || !rr.Stopped || len(rr.Steps) != 3 || rr.Held != 200 || rr.Steps[2].Held {
+		t.Fatalf("err %v, stopped %v, %d steps, held %v; want context.Canceled and steps 100, 200 held, 300 cut short", err, rr.Stopped, len(rr.Steps), rr.Held)
+	}
+	if got, want := rr.Verdict(), "holds 200 req/s at p99 < 1s; stopped during the 300 req/s step, higher rates not tried"; got != want {
+		t.Errorf("verdict %q, want %q", got, want)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rr, err = ramp(ctx, RampPlan{Start: 100, Step: 100, Max: 500, SLO: time.Second}, step)
+	if !errors.Is(err, context.Canceled) || !rr.Stopped || len(rr.Steps) != 0 {
+		t.Errorf("ramp with ctx done: err %v, stopped %v, %d steps", err, rr.Stopped, len(rr.Steps))
+	}
+	if got, want := rr.Verdict(), "no step ran; stopped before the 100 req/s step"; got != want {
+		t.Errorf("verdict %q, want %q", got, want)
+	}
+}

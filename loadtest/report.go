@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -25,6 +26,9 @@ var reportPercentiles = []float64{50, 90, 99, 99.9}
 // WriteTable writes the report as text tables.
 func (rep *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
+	if note := rep.partialNote(); note != "" {
+		fmt.Fprintln(&b, note)
+	}
 	for _, l := range describe(rep.Config, rep.Ramp != nil) {
 		fmt.Fprintln(&b, l)
 	}
@@ -64,15 +68,47 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	return err
 }
 
-// Verdict says what rate the ramp held: "holds R req/s at p99 < D".
+// Verdict says what rate the ramp held: "holds R req/s at p99 < D", and
+// whether it was stopped before it ended.
 func (rr *RampResult) Verdict() string {
-	if rr.Held > 0 {
-		return fmt.Sprintf("holds %.0f req/s at p99 < %v", rr.Held, rr.Plan.SLO)
+	var v string
+	switch {
+	case rr.Held > 0:
+		v = fmt.Sprintf("holds %.0f req/s at p99 < %v", rr.Held, rr.Plan.SLO)
+	case len(rr.Steps) == 0:
+		v = "no step ran"
+	case rr.Steps[0].Result.Partial:
+		v = "no step ended"
+	default:
+		v = fmt.Sprintf("holds no step at p99 < %v: %.0f req/s already failed (%s)", rr.Plan.SLO, rr.Steps[0].Rate, rr.Steps[0].Why)
 	}
-	if len(rr.Steps) == 0 {
-		return "no step ran"
+	if rr.Stopped {
+		if n := len(rr.Steps); n > 0 && rr.Steps[n-1].Result.Partial {
+			v += fmt.Sprintf("; stopped during the %.0f req/s step, higher rates not tried", rr.Steps[n-1].Rate)
+		} else {
+			v += fmt.Sprintf("; stopped before the %.0f req/s step", rr.Plan.Rate(n))
+		}
 	}
-	return fmt.Sprintf("holds no step at p99 < %v: %.0f req/s already failed (%s)", rr.Plan.SLO, rr.Steps[0].Rate, rr.Steps[0].Why)
+	return v
+}
+
+// Partial reports whether the run or ramp was stopped before it ended.
+func (rep *Report) Partial() bool {
+	return (rep.Ramp != nil && rep.Ramp.Stopped) || (rep.Ramp == nil && rep.Result != nil && rep.Result.Partial)
+}
+
+// partialNote says how the run was cut short, or "" if it was not.
+func (rep *Report) partialNote() string {
+	switch {
+	case !rep.Partial():
+		return ""
+	case rep.Ramp != nil:
+		return "PARTIAL: the ramp was stopped before it ended"
+	case rep.Result.Duration == 0:
+		return "PARTIAL: the run was stopped during warmup; nothing was measured"
+	}
+	return fmt.Sprintf("PARTIAL: the run was stopped after %v of the %v to measure; the figures are those of that part",
+		rep.Result.Duration.Round(time.Millisecond), rep.Config.withDefaults().Duration)
 }
 
 // lagP99 returns the p99 of r's send lag in µs, 0 without one.
@@ -155,6 +191,7 @@ func writeStatsTable(w io.Writer, s *StatsDelta) {
 // jsonReport is the JSON form of a Report.
 type jsonReport struct {
 	jsonResult
+	Partial     bool        `json:"partial"` // stopped before it ended
 	Config      jsonConfig  `json:"config"`
 	Steps       []jsonStep  `json:"steps,omitempty"`
 	HeldRate    *float64    `json:"held_rate,omitempty"`
@@ -183,9 +220,10 @@ type jsonResult struct {
 type jsonStep struct {
 	Rate float64 `json:"rate"`
 	jsonResult
-	Held  bool        `json:"held"`
-	Why   string      `json:"why,omitempty"`
-	Stats *StatsDelta `json:"stats,omitempty"`
+	Partial bool        `json:"partial,omitempty"` // the step ctx cut short
+	Held    bool        `json:"held"`
+	Why     string      `json:"why,omitempty"`
+	Stats   *StatsDelta `json:"stats,omitempty"`
 }
 
 type jsonConfig struct {
@@ -259,7 +297,7 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 	if rep.Ramp != nil {
 		plan = &rep.Ramp.Plan
 	}
-	j := jsonReport{Config: newJSONConfig(rep.Config, plan)}
+	j := jsonReport{Config: newJSONConfig(rep.Config, plan), Partial: rep.Partial()}
 	if rep.Result != nil {
 		j.jsonResult = newJSONResult(rep.Result)
 		j.Stats = rep.Result.Stats
@@ -274,7 +312,8 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 		j.HeldRate, j.SLOP99us = &held, &slo
 		j.Steps = []jsonStep{}
 		for _, s := range rep.Ramp.Steps {
-			j.Steps = append(j.Steps, jsonStep{Rate: s.Rate, jsonResult: newJSONResult(s.Result), Held: s.Held, Why: s.Why, Stats: s.Result.Stats})
+			j.Steps = append(j.Steps, jsonStep{Rate: s.Rate, jsonResult: newJSONResult(s.Result), Partial: s.Result.Partial,
+				Held: s.Held, Why: s.Why, Stats: s.Result.Stats})
 		}
 	}
 	enc := json.NewEncoder(w)

@@ -171,3 +171,36 @@ func TestHTMLReportIsSelfContained(t *testing.T) {
 		}
 	}
 }
+
+func TestPartialRunIsLabelledSo(t *testing.T) {
+	cfg := Config{Addr: "a:1", Mix: Mix{Get: 1}, Duration: 10 * time.Second}
+	partial := fakeResult(0, 1000, 1, 3200*time.Millisecond)
+	partial.Partial = true
+	for _, tt := range []struct {
+		res  *Result
+		want bool
+	}{{partial, true}, {fakeResult(0, 1000, 1, 10*time.Second), false}} {
+		rep := &Report{Config: cfg, Result: tt.res}
+		var table, js, page bytes.Buffer
+		if err := rep.WriteTable(&table); err != nil {
+			t.Fatal(err)
+		}
+		if err := rep.WriteJSON(&js); err != nil {
+			t.Fatal(err)
+		}
+		if err := rep.WriteHTML(&page); err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Partial *bool `json:"partial"`
+		}
+		if err := json.Unmarshal(js.Bytes(), &got); err != nil || got.Partial == nil || *got.Partial != tt.want {
+			t.Errorf("partial %v: JSON partial = %v (%v), want %v", tt.want, got.Partial, err, tt.want)
+		}
+		const note = "PARTIAL: the run was stopped after 3.2s of the 10s to measure"
+		if strings.HasPrefix(table.String(), note) != tt.want || strings.Contains(page.String(), note) != tt.want {
+			t.Errorf("partial %v: table and page say partial %v, %v, want %v:\n%s",
+				tt.want, strings.HasPrefix(table.String(), note), strings.Contains(page.String(), note), tt.want, table.String())
+		}
+	}
+}

@@ -111,7 +111,12 @@ func (cfg *Config) validate() error {
 // Result is what one run, or one ramp step, measured.
 type Result struct {
 	Rate     float64       // offered requests/s in open loop; zero in closed loop
-	Duration time.Duration // the measured time
+	Duration time.Duration // the measured time; for a partial result, the part measured
+
+	// Partial is set when ctx ended the run before its end: the figures
+	// are those of the part measured until then (none if it ended during
+	// warmup), and the requests in flight then are left out.
+	Partial bool
 
 	// Ops counts the requests due in the measured time that completed, with
 	// or without error; Errors those of them that failed: error replies,
@@ -163,7 +168,8 @@ func (r *Result) FailureRate() float64 {
 // Run runs one load test: cfg.Warmup of load, then cfg.Duration measured.
 // It returns an error if the configuration is wrong, if the first connections
 // cannot be made, or if ctx ends first; errors during the run are counted,
-// not returned.
+// not returned. When ctx ends first, Run returns the partial Result
+// (Result.Partial) with ctx's error.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r, err := newRunner(ctx, cfg)
 	if err != nil {
@@ -260,7 +266,7 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 
 // collect merges the workers' measurements of ph.
 func (r *runner) collect(ph *phase) *Result {
-	res := &Result{Rate: ph.rate, Duration: ph.end.Sub(ph.measure), Latency: newHistogram()}
+	res := &Result{Rate: ph.rate, Duration: max(0, ph.measuredEnd().Sub(ph.measure)), Partial: !ph.cutAt().IsZero(), Latency: newHistogram()}
 	if ph.rate > 0 {
 		res.SendLag = newHistogram()
 	}

@@ -32,6 +32,11 @@ The request mix: --get, --mget, --set and --delete are the shares of each
 kind of request, and must add up to 1. Without any of them the mix is 90%
 gets and 10% sets; once one is given, the others are 0 unless given too.
 
+Exit status: 0 when the run or ramp ended, whatever the ramp held; 1 when
+it could not run, or was stopped by SIGINT or SIGTERM, in which case the
+report (table, --json, --html) covers the part measured and says it is
+partial; 2 for bad flags.
+
 Examples:
   objcache loadtest --addr 127.0.0.1:11311 --prefix User: --keys 1000000 --zipf 0.99
   objcache loadtest --addr 127.0.0.1:11311 --ramp 10000:10000:200000 --slo-p99 2ms --html ramp.html
@@ -231,6 +236,9 @@ func loadtestCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
+		if errors.Is(err, context.Canceled) && rep != nil && rep.Partial() {
+			err = errors.New("stopped by a signal: the report is partial")
+		}
 		loadtestError(stderr, err)
 		return 1
 	}
@@ -255,10 +263,8 @@ func runLoadtest(ctx context.Context, cfg loadtest.Config, plan *loadtest.RampPl
 	}
 	rep := &loadtest.Report{Config: cfg}
 	if plan == nil {
-		res, err := loadtest.Run(ctx, cfg)
-		if err == nil {
-			rep.Result = res
-		}
+		res, err := loadtest.Run(ctx, cfg) // a partial res when ctx ends
+		rep.Result = res
 		return rep, err
 	}
 	rr, err := loadtest.Ramp(ctx, cfg, *plan)

@@ -2,13 +2,19 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/objcache/objcache/internal/testsupport"
 	"github.com/objcache/objcache/loadtest"
 )
 
@@ -130,5 +136,47 @@ func TestLoadtestRefusesBadFlagsWithExit2(t *testing.T) {
 			t.Errorf("loadtest %s: exit %d, stderr %q, stdout %q; want exit 2 and a message about %q",
 				strings.Join(tt.args, " "), code, stderr, stdout, tt.want)
 		}
+	}
+}
+
+// TestLoadtestStoppedBySIGINTReportsThePartialRun runs objcache loadtest
+// as a child process and interrupts it during the measured time.
+func TestLoadtestStoppedBySIGINTReportsThePartialRun(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	jsonPath := filepath.Join(t.TempDir(), "run.json")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=loadtest --addr "+m.Addr+" --duration 20s --warmup 0 --conns 2 --json "+jsonPath)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	time.Sleep(1500 * time.Millisecond)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("exit: %v, want status 1", err)
+	}
+	if !strings.HasPrefix(stdout.String(), "PARTIAL: the run was stopped after ") || !strings.Contains(stdout.String(), "p99.9") {
+		t.Errorf("stdout, want the table of a partial run:\n%s", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "stopped by a signal: the report is partial") {
+		t.Errorf("stderr:\n%s", stderr.String())
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Partial   bool    `json:"partial"`
+		Ops       int64   `json:"ops"`
+		DurationS float64 `json:"duration_s"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || !rep.Partial || rep.Ops == 0 || rep.DurationS < 1 || rep.DurationS > 3 {
+		t.Errorf("JSON %+v (%v), want partial, ops, and about 1.5 s measured:\n%s", rep, err, b)
 	}
 }
