@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -33,6 +34,9 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 	if rep.Ramp != nil && len(rep.Ramp.Steps) > 0 {
 		b.WriteString("<h2>Latency over throughput</h2>\n<p>Each point is one step of the ramp: the requests per second it completed and the latency percentiles it measured, from the time each request was due.</p>\n")
 		throughputChart(rep.Ramp).render(&b)
+	} else if rep.Ramp == nil && rep.Result != nil && len(rep.Result.Seconds) > 0 {
+		b.WriteString("<h2>Latency over throughput</h2>\n<p>Each pair of points is one second of the measured time: the requests completed in it and their p50 and p99 (to within 12.5%, as on the progress lines).</p>\n")
+		secondsChart(rep.Result).render(&b)
 	}
 	if curves := percentileCurves(rep); len(curves) > 0 {
 		b.WriteString("<h2>Latency by percentile</h2>\n<p>How long the slowest 10%, 1%, 0.1% … of requests took; the horizontal axis stretches the tail.</p>\n")
@@ -189,6 +193,31 @@ func percentileLabel(k int) string {
 		return "99%"
 	}
 	return "99." + strings.Repeat("9", k-2) + "%"
+}
+
+// secondsChart plots the p50 and p99 of each second of a run against the
+// requests completed in it.
+func secondsChart(r *Result) *chart {
+	c := &chart{title: "Latency over throughput, second by second", x: axis{label: "completed requests/s"}, y: axis{label: "latency (log scale)", log: true}}
+	lo, hi, maxX := math.Inf(1), 1.0, r.Rate
+	for i, p := range []struct {
+		name string
+		at   func(Second) time.Duration
+	}{{"p50", func(s Second) time.Duration { return s.P50 }}, {"p99", func(s Second) time.Duration { return s.P99 }}} {
+		s := series{name: p.name + " of a second", color: percentileColors[2*i], markersOnly: true}
+		for _, sec := range r.Seconds {
+			us := float64(max(p.at(sec).Microseconds(), 1))
+			s.pts = append(s.pts, point{x: sec.OpsPerSec, y: us})
+			lo, hi, maxX = min(lo, us), max(hi, us), max(maxX, sec.OpsPerSec)
+		}
+		c.series = append(c.series, s)
+	}
+	if r.Rate > 0 {
+		c.vlines = append(c.vlines, line{v: r.Rate, label: fmt.Sprintf("offered %.0f req/s", r.Rate), color: "#888"})
+	}
+	c.x.setLinear(0, maxX*1.05)
+	c.y.setLog(lo, hi)
+	return c
 }
 
 // throughputChart plots each ramp step's percentiles against the rate it

@@ -36,6 +36,9 @@ func TestClosedLoopAgainstMemcachedAfterFillMissesNothing(t *testing.T) {
 	if res.Ops == 0 || res.Errors != 0 || res.Timeouts != 0 || res.Misses != 0 {
 		t.Errorf("ops %d, errors %d, timeouts %d, misses %d; want ops, and no errors, timeouts or misses after a fill", res.Ops, res.Errors, res.Timeouts, res.Misses)
 	}
+	if len(res.Seconds) != 2 || res.Seconds[0].OpsPerSec == 0 || res.Seconds[1].P99 == 0 {
+		t.Errorf("seconds %+v: want two of a 2 s run, with figures", res.Seconds)
+	}
 	if res.Hits < res.Ops*8/10 {
 		t.Errorf("%d hits in %d requests, 10%% of them multi-gets of 10: want at least %d", res.Hits, res.Ops, res.Ops*8/10)
 	}

@@ -215,6 +215,17 @@ type jsonResult struct {
 	DurationS float64 `json:"duration_s"`
 	LagP99us  *int64  `json:"send_lag_p99_us,omitempty"` // open loop only
 	LagMaxUS  *int64  `json:"send_lag_max_us,omitempty"` // open loop only
+
+	PerSecond []jsonSecond `json:"per_second,omitempty"`
+}
+
+// jsonSecond is a Second.
+type jsonSecond struct {
+	AtS       float64 `json:"t_s"` // the end of the second, from the start of the measured time
+	OpsPerSec float64 `json:"ops_per_sec"`
+	P50us     int64   `json:"p50_us"`
+	P99us     int64   `json:"p99_us"`
+	Errors    uint64  `json:"errors"`
 }
 
 type jsonStep struct {
@@ -268,6 +279,10 @@ func newJSONResult(r *Result) jsonResult {
 	if r.Rate > 0 && r.SendLag != nil {
 		p99, lagMax := r.SendLag.ValueAtPercentile(99), r.SendLag.Max()
 		j.LagP99us, j.LagMaxUS = &p99, &lagMax
+	}
+	for _, s := range r.Seconds {
+		j.PerSecond = append(j.PerSecond, jsonSecond{AtS: s.At.Seconds(), OpsPerSec: s.OpsPerSec,
+			P50us: s.P50.Microseconds(), P99us: s.P99.Microseconds(), Errors: s.Errors})
 	}
 	return j
 }

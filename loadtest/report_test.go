@@ -143,8 +143,14 @@ func TestHTMLReportIsSelfContained(t *testing.T) {
 		{Rate: 100, Result: fakeResult(100, 200, 1, 2*time.Second), Held: true},
 		{Rate: 200, Result: fakeResult(200, 400, 10, 2*time.Second), Why: "p99 > 1ms"},
 	}}
+	run := fakeResult(0, 5000, 1, 3*time.Second)
+	run.Seconds = []Second{
+		{At: time.Second, OpsPerSec: 1600, P50: 2 * time.Millisecond, P99: 5 * time.Millisecond},
+		{At: 2 * time.Second, OpsPerSec: 1700, P50: 2 * time.Millisecond, P99: 6 * time.Millisecond},
+		{At: 3 * time.Second, OpsPerSec: 1700, P50: 3 * time.Millisecond, P99: 40 * time.Millisecond, Errors: 3},
+	}
 	for name, rep := range map[string]*Report{
-		"run":  {Config: Config{Addr: "<a>:1"}, Result: fakeResult(0, 5000, 1, time.Second)},
+		"run":  {Config: Config{Addr: "<a>:1"}, Result: run},
 		"ramp": {Config: Config{Addr: "a:1"}, Result: rr.Best(), Ramp: rr},
 	} {
 		var buf bytes.Buffer
@@ -160,9 +166,11 @@ func TestHTMLReportIsSelfContained(t *testing.T) {
 		if strings.Count(page, "http") != strings.Count(page, `xmlns="http://www.w3.org/2000/svg"`) {
 			t.Errorf("%s: page refers to something outside itself", name)
 		}
-		want := []string{"<svg", "Latency by percentile", "99.9%"}
+		want := []string{"<svg", "Latency by percentile", "99.9%", "Latency over throughput"}
 		if name == "ramp" {
-			want = append(want, "Latency over throughput", "holds 100 req/s", "p99 objective")
+			want = append(want, "holds 100 req/s", "p99 objective")
+		} else {
+			want = append(want, "one second of the measured time")
 		}
 		for _, w := range want {
 			if !strings.Contains(page, w) {

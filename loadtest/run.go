@@ -138,6 +138,20 @@ type Result struct {
 	SendLag *hdrhistogram.Histogram
 
 	Stats *StatsDelta // the target's counters; nil unless Config.Stats
+
+	// Seconds are the measured time second by second, as the progress
+	// lines saw it.
+	Seconds []Second
+}
+
+// Second is one second of a run as its progress line saw it: the requests
+// that completed in it, whenever they were due, their p50 and p99 (rounded
+// up, to within 12.5%), and the errors among them.
+type Second struct {
+	At        time.Duration // the end of the second, from the start of the measured time
+	OpsPerSec float64
+	P50, P99  time.Duration
+	Errors    uint64
 }
 
 // OpsPerSec returns the completed requests per second of measured time.
@@ -255,6 +269,7 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 		}
 	})
 	res := r.collect(ph)
+	res.Seconds = m.seconds
 	if r.cfg.Stats {
 		res.Stats = diffStats(m.before, m.after, res.Ops)
 	}
