@@ -27,9 +27,12 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 		fmt.Fprintf(&b, "<p class=\"verdict\">%s</p>\n", esc(rep.Ramp.Verdict()))
 	}
 	writeResultTable(&b, rep)
-	if r := rep.Result; rep.Ramp == nil && r != nil && r.Rate > 0 && r.SendLag != nil {
-		fmt.Fprintf(&b, "<p>Latency is measured from the time each request was due. The harness's own lateness in sending (timer slack, scheduling) is left out: p50 %s, p99 %s, max %s.</p>\n",
-			formatMicros(r.SendLag.ValueAtPercentile(50)), formatMicros(r.SendLag.ValueAtPercentile(99)), formatMicros(r.SendLag.Max()))
+	if r := rep.Result; rep.Ramp == nil && r != nil && r.SendLag != nil && r.Observed != nil {
+		fmt.Fprintf(&b, "<p>Latency is measured from the time each request was due. The harness's own lateness in sending (timer slack, scheduling) is left out: %s. From due to reply as it happened, that lateness included: %s.</p>\n",
+			histSummary(r.SendLag, 50, 99), histSummary(r.Observed, reportPercentiles...))
+	}
+	if rep.Ramp != nil {
+		fmt.Fprintf(&b, "<p>Send lag is how late the harness sent requests, left out of the latency; observed is from due to reply as it happened, lag included. A step whose send lag p99 is above %.0f%% of the objective is harness-limited: it does not hold.</p>\n", 100*HarnessLagShare)
 	}
 	if rep.Ramp != nil && len(rep.Ramp.Steps) > 0 {
 		b.WriteString("<h2>Latency over throughput</h2>\n<p>Each point is one step of the ramp: the requests per second it completed and the latency percentiles it measured, from the time each request was due.</p>\n")
@@ -76,11 +79,7 @@ func writeResultTable(b *strings.Builder, rep *Report) {
 	var rows []row
 	if rep.Ramp != nil {
 		for _, s := range rep.Ramp.Steps {
-			held := "yes"
-			if !s.Held {
-				held = "no: " + s.Why
-			}
-			rows = append(rows, row{fmt.Sprintf("%.0f", s.Rate), s.Result, held})
+			rows = append(rows, row{fmt.Sprintf("%.0f", s.Rate), s.Result, heldCell(&s)})
 		}
 	} else if rep.Result != nil {
 		rows = append(rows, row{r: rep.Result})
@@ -93,7 +92,8 @@ func writeResultTable(b *strings.Builder, rep *Report) {
 		fmt.Fprintf(b, "<th>%s</th>", h)
 	}
 	if rep.Ramp != nil {
-		b.WriteString("<th title=\"how late the harness sent requests; left out of the latency\">send lag p99</th><th class=\"l\">held</th>")
+		b.WriteString("<th title=\"how late the harness sent requests; left out of the latency\">send lag p99</th>" +
+			"<th title=\"from due to reply as it happened, send lag included\">observed p99</th><th class=\"l\">held</th>")
 	}
 	b.WriteString("</tr>\n")
 	for _, rw := range rows {
@@ -105,7 +105,7 @@ func writeResultTable(b *strings.Builder, rep *Report) {
 			fmt.Fprintf(b, "<td>%s</td>", esc(cell))
 		}
 		if rep.Ramp != nil {
-			fmt.Fprintf(b, "<td>%s</td><td class=\"l\">%s</td>", formatMicros(lagP99(rw.r)), esc(rw.held))
+			fmt.Fprintf(b, "<td>%s</td><td>%s</td><td class=\"l\">%s</td>", formatMicros(lagP99(rw.r)), formatMicros(observedP99(rw.r)), esc(rw.held))
 		}
 		b.WriteString("</tr>\n")
 	}
@@ -235,6 +235,15 @@ func throughputChart(rr *RampResult) *chart {
 			maxX = max(maxX, st.Result.OpsPerSec(), st.Rate)
 		}
 		c.series = append(c.series, s)
+	}
+	limited := series{name: "harness-limited (p99)", color: "#c00", markersOnly: true, rings: true}
+	for _, st := range rr.Steps {
+		if st.HarnessLimited {
+			limited.pts = append(limited.pts, point{x: st.Result.OpsPerSec(), y: float64(max(st.Result.Latency.ValueAtPercentile(99), 1))})
+		}
+	}
+	if len(limited.pts) > 0 {
+		c.series = append(c.series, limited)
 	}
 	c.hlines = append(c.hlines, line{v: float64(rr.Plan.SLO.Microseconds()), label: "p99 objective " + rr.Plan.SLO.String(), color: "#c00"})
 	if rr.Held > 0 {

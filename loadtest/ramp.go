@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -12,8 +13,18 @@ import (
 // step a run of its own (Config.Warmup, then Config.Duration measured, over
 // the same connections), and stops at the first step that does not hold.
 // A step holds when its p99 is at most SLO, errors and timeouts are at most
-// MaxFailureRate of the requests due, and the completed requests reach
-// minAchieved of the offered rate.
+// MaxFailureRate of the requests due, the completed requests reach
+// minAchieved of the offered rate, and the harness sent them on time.
+//
+// The harness sent them on time when the p99 of its send lag (see
+// Result.SendLag) is at most HarnessLagShare of SLO. A step it did not send
+// on time is harness-limited: its p99 is the target's, measured as a
+// punctual harness would have seen it, but the target did not get the
+// load asked of it, so the step does not hold, and the ramp stops there.
+// Its verdict then says that the target holds at least the last rate held
+// and that higher rates were not measured: the capacity found is the
+// harness's, not the target's. A harness-limited step whose p99 also
+// breaks SLO failed on the target's account, and is reported as such.
 type RampPlan struct {
 	Start, Step, Max float64       // requests/s over all connections
 	SLO              time.Duration // the p99 objective
@@ -24,6 +35,10 @@ type RampPlan struct {
 // hold: a target that cannot keep up has not held the rate, whatever its
 // latency.
 const minAchieved = 0.95
+
+// HarnessLagShare is the share of a ramp's p99 objective that the p99 of
+// the harness's send lag may reach before a step is harness-limited.
+const HarnessLagShare = 0.1
 
 // MaxRampSteps is the most steps a RampPlan may have: at the command
 // line's default of 12 s a step, 1000 steps already take more than three
@@ -56,21 +71,28 @@ func (p RampPlan) Steps() (int, error) {
 // Rate returns the rate of step i, counting from 0.
 func (p RampPlan) Rate(i int) float64 { return p.Start + float64(i)*p.Step }
 
-// holds reports whether res held the plan's objective, and if not, why.
-func (p RampPlan) holds(res *Result) (bool, string) {
+// holds reports whether res held the plan's objective, whether the
+// harness sent its requests too late (see RampPlan), and if it did not
+// hold, why.
+func (p RampPlan) holds(res *Result) (held, harnessLimited bool, why string) {
 	maxFail := p.MaxFailureRate
 	if maxFail == 0 {
 		maxFail = 0.001
 	}
+	lag := time.Duration(lagP99(res)) * time.Microsecond
+	harnessLimited = float64(lag) > HarnessLagShare*float64(p.SLO)
 	switch p99 := res.Percentile(99); {
 	case p99 > p.SLO:
-		return false, fmt.Sprintf("p99 %v > %v", p99, p.SLO)
+		why = fmt.Sprintf("p99 %v > %v", p99, p.SLO)
 	case res.FailureRate() > maxFail:
-		return false, fmt.Sprintf("errors and timeouts %.3g%% > %.3g%%", 100*res.FailureRate(), 100*maxFail)
+		why = fmt.Sprintf("errors and timeouts %.3g%% > %.3g%%", 100*res.FailureRate(), 100*maxFail)
 	case res.OpsPerSec() < minAchieved*res.Rate:
-		return false, fmt.Sprintf("completed %.0f req/s < %.0f%% of %.0f", res.OpsPerSec(), 100*minAchieved, res.Rate)
+		why = fmt.Sprintf("completed %.0f req/s < %.0f%% of %.0f", res.OpsPerSec(), 100*minAchieved, res.Rate)
 	}
-	return true, ""
+	if harnessLimited {
+		why = strings.TrimPrefix(why+"; ", "; ") + fmt.Sprintf("harness-limited: send lag p99 %v > %.0f%% of the objective", lag, 100*HarnessLagShare)
+	}
+	return why == "", harnessLimited, why
 }
 
 // Step is one step of a ramp.
@@ -79,6 +101,16 @@ type Step struct {
 	Result *Result
 	Held   bool
 	Why    string // why the step did not hold
+
+	// HarnessLimited is set when the harness could not send the step's
+	// requests on time (see RampPlan); such a step does not hold.
+	HarnessLimited bool
+}
+
+// onlyHarnessLimited reports whether the harness's lateness is all that
+// kept s from holding.
+func (s *Step) onlyHarnessLimited() bool {
+	return s.HarnessLimited && strings.HasPrefix(s.Why, "harness-limited")
 }
 
 // RampResult is the outcome of a ramp.
@@ -149,8 +181,8 @@ func ramp(ctx context.Context, plan RampPlan, step stepFunc) (*RampResult, error
 			}
 			return rr, err
 		}
-		held, why := plan.holds(res)
-		rr.Steps = append(rr.Steps, Step{Rate: rate, Result: res, Held: held, Why: why})
+		held, limited, why := plan.holds(res)
+		rr.Steps = append(rr.Steps, Step{Rate: rate, Result: res, Held: held, Why: why, HarnessLimited: limited})
 		if !held {
 			break
 		}

@@ -212,3 +212,55 @@ func TestPartialRunIsLabelledSo(t *testing.T) {
 		}
 	}
 }
+
+// lagged returns r with a send lag of lag µs and an observed latency of
+// its own latency plus lag, for every request.
+func lagged(r *Result, lag int64) *Result {
+	r.SendLag, r.Observed = newHistogram(), newHistogram()
+	_ = r.SendLag.RecordValues(lag, r.Latency.TotalCount())
+	_ = r.Observed.RecordValues(r.Latency.Max()+lag, r.Latency.TotalCount())
+	return r
+}
+
+func TestReportsFlagHarnessLimitedSteps(t *testing.T) {
+	rr := &RampResult{Plan: RampPlan{Start: 100, Step: 100, Max: 300, SLO: 10 * time.Millisecond}, Held: 100, Steps: []Step{
+		{Rate: 100, Result: lagged(fakeResult(100, 200, 1, 2*time.Second), 50), Held: true},
+		{Rate: 200, Result: lagged(fakeResult(200, 400, 1, 2*time.Second), 1500), HarnessLimited: true,
+			Why: "harness-limited: send lag p99 1.5ms > 10% of the objective"},
+	}}
+	rep := &Report{Config: Config{Addr: "a:1", Mix: Mix{Get: 1}}, Result: rr.Best(), Ramp: rr}
+	var table, js, page bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"observed p99", "no: harness-limited: send lag p99 1.5ms", "holds at least 100 req/s at p99 < 10ms"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+		if !strings.Contains(page.String(), esc(want)) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	var got struct {
+		Verdict string `json:"verdict"`
+		Steps   []struct {
+			HarnessLimited bool   `json:"harness_limited"`
+			ObservedP99us  *int64 `json:"observed_p99_us"`
+			LagP99us       *int64 `json:"send_lag_p99_us"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Steps) != 2 || got.Steps[0].HarnessLimited || !got.Steps[1].HarnessLimited ||
+		got.Steps[1].ObservedP99us == nil || *got.Steps[1].ObservedP99us != 1900 || *got.Steps[1].LagP99us != 1500 ||
+		!strings.HasPrefix(got.Verdict, "holds at least 100 req/s") {
+		t.Errorf("JSON:\n%s", js.Bytes())
+	}
+}

@@ -127,8 +127,10 @@ type Result struct {
 	Hits, Misses          int64 // keys found and not found by gets and multi-gets
 
 	// Latency holds every counted request's latency in µs, timeouts
-	// included with the time they had waited: from the send in closed loop,
-	// from the time the request was due in open loop.
+	// included with the time they had waited: from the send in closed loop;
+	// in open loop, from the time the request was due to the reply that a
+	// punctual harness would have seen, which leaves out the harness's own
+	// lateness in sending (see SendLag) but not the target's stalls.
 	Latency *hdrhistogram.Histogram
 
 	// SendLag holds, in open loop (nil in closed loop), how much later than a punctual
@@ -136,6 +138,13 @@ type Result struct {
 	// slack and scheduling, which Latency leaves out. A large SendLag means
 	// the harness, not the target, could not keep the schedule.
 	SendLag *hdrhistogram.Histogram
+
+	// Observed holds, in open loop (nil in closed loop), each counted
+	// request's latency in µs from the time it was due to its reply as it
+	// actually happened: Latency plus the harness's lateness and the
+	// queueing that lateness caused. It is what a client sending on this
+	// harness's schedule saw; Latency is the target's share of it.
+	Observed *hdrhistogram.Histogram
 
 	Stats *StatsDelta // the target's counters; nil unless Config.Stats
 
@@ -283,13 +292,14 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 func (r *runner) collect(ph *phase) *Result {
 	res := &Result{Rate: ph.rate, Duration: max(0, ph.measuredEnd().Sub(ph.measure)), Partial: !ph.cutAt().IsZero(), Latency: newHistogram()}
 	if ph.rate > 0 {
-		res.SendLag = newHistogram()
+		res.SendLag, res.Observed = newHistogram(), newHistogram()
 	}
 	var t tally
 	for _, w := range r.workers {
 		res.Latency.Merge(w.hist)
 		if res.SendLag != nil {
 			res.SendLag.Merge(w.lag)
+			res.Observed.Merge(w.obs)
 		}
 		t.add(w.tally)
 	}

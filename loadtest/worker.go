@@ -57,6 +57,7 @@ type worker struct {
 	cur   atomic.Pointer[client]  // c, for the runner's Abort
 	hist  *hdrhistogram.Histogram // latencies of the current phase's measured requests
 	lag   *hdrhistogram.Histogram // open loop: how late the harness sent them (see request); nil until then
+	obs   *hdrhistogram.Histogram // open loop: from due to the reply as it happened; nil until then
 	tally tally
 	live  liveStats
 
@@ -120,10 +121,11 @@ func (w *worker) run(ctx context.Context, ph *phase, aborted *atomic.Bool) {
 	}
 	open := ph.rate > 0
 	if open && w.lag == nil {
-		w.lag = newHistogram()
+		w.lag, w.obs = newHistogram(), newHistogram()
 	}
 	if w.lag != nil {
 		w.lag.Reset()
+		w.obs.Reset()
 	}
 	var offset, interval float64 // ns: this connection's first due time after start, and its spacing
 	if open {
@@ -163,14 +165,16 @@ func (w *worker) run(ctx context.Context, ph *phase, aborted *atomic.Bool) {
 // sending is not charged: Go's timers wake up to a millisecond late,
 // which would otherwise add up to a millisecond to every request of an idle
 // connection and, at rates above a thousand per second per connection, to
-// every request queued behind it. That lateness is recorded as the send lag.
+// every request queued behind it. That lateness is recorded as the send lag,
+// and the latency as it happened, from due to the reply, as observed.
 func (w *worker) request(ctx context.Context, ph *phase, due time.Time, open bool) {
 	sent := due // in closed loop, run has just read the clock
 	if open {
 		sent = time.Now()
 	}
 	hits, misses, err := w.do(ctx)
-	took := time.Since(sent)
+	replied := time.Now()
+	took := replied.Sub(sent)
 	var lag time.Duration
 	if open {
 		took, lag = w.punctual(due, sent, took)
@@ -183,6 +187,7 @@ func (w *worker) request(ctx context.Context, ph *phase, due time.Time, open boo
 	}
 	if open {
 		recordLatency(w.lag, lag)
+		recordLatency(w.obs, replied.Sub(due))
 	}
 	w.count(took, hits, misses, failed, cutOff)
 }
@@ -227,6 +232,7 @@ func (w *worker) unsent(ph *phase, offset, interval float64, i int) {
 		}
 		if !due.Before(ph.measure) {
 			recordLatency(w.hist, now.Sub(due))
+			recordLatency(w.obs, now.Sub(due))
 			w.tally.timeouts++
 		}
 	}

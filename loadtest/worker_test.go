@@ -31,7 +31,7 @@ func oneWorker(tb testing.TB, addr string, mix Mix) (*worker, *phase) {
 	tb.Cleanup(r.close)
 	w := r.workers[0]
 	w.aborted = new(atomic.Bool)
-	w.lag = newHistogram()
+	w.lag, w.obs = newHistogram(), newHistogram()
 	now := time.Now()
 	return w, &phase{rate: 1, conns: 1, start: now, measure: now, end: now.Add(time.Hour), stop: now.Add(time.Hour)}
 }
