@@ -53,10 +53,13 @@ const (
 var (
 	// ErrUnavailable is wrapped by the errors of requests that did not get
 	// an answer from objcache: it refused the connection, did not answer
-	// within the timeout, or closed the connection.
+	// within the timeout, closed the connection, or answered with something
+	// that is not the memcached protocol.
 	ErrUnavailable = errors.New("client: objcache unavailable")
 	// ErrServer is wrapped by the errors of requests that objcache answered
-	// with SERVER_ERROR: the database or a memcached node is unavailable.
+	// with an error line, which the message quotes: SERVER_ERROR when the
+	// database or a memcached node is unavailable, CLIENT_ERROR or ERROR
+	// when objcache refused the request (a line too long for it, say).
 	ErrServer = errors.New("client: objcache server error")
 	// ErrDecode is wrapped by the error of a read that got a value which
 	// does not decode into the caller's type; the message names the key.
@@ -161,14 +164,22 @@ func classify(op string, err error) error {
 	var cte *memcache.ConnectTimeoutError
 	var ne net.Error
 	switch {
-	case errors.Is(err, memcache.ErrServerError) || strings.Contains(err.Error(), "SERVER_ERROR"):
-		// gomemcache has no case for SERVER_ERROR lines: it reports them
-		// as "unexpected line in get response" or "unexpected response
-		// line", quoting the line.
+	case errors.Is(err, memcache.ErrServerError) || isErrorLine(err.Error()):
 		return fmt.Errorf("%w: %s: %w", ErrServer, op, err)
 	case errors.As(err, &cte), errors.As(err, &ne), errors.Is(err, io.EOF),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, memcache.ErrNoServers):
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, memcache.ErrNoServers),
+		strings.HasPrefix(err.Error(), "memcache: unexpected"), strings.HasPrefix(err.Error(), "memcache: corrupt"):
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("client: %s: %w", op, err)
+}
+
+// isErrorLine reports whether msg, a gomemcache error message, is about an
+// error line. gomemcache has no case for them: it reports them as
+// "unexpected line in get response" or "unexpected response line",
+// quoting the line with %q, or, for CLIENT_ERROR after some commands, as
+// "memcache: client error: ...".
+func isErrorLine(msg string) bool {
+	return strings.Contains(msg, "SERVER_ERROR") || strings.Contains(msg, `"CLIENT_ERROR`) ||
+		strings.Contains(msg, `"ERROR\r\n"`) || strings.HasPrefix(msg, "memcache: client error: ")
 }

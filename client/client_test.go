@@ -440,3 +440,25 @@ func TestClientIsSafeForConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestErrorAndClientErrorRepliesAreErrServer(t *testing.T) {
+	ctx := context.Background()
+	for _, reply := range []string{"CLIENT_ERROR line too long\r\n", "ERROR\r\n", "SERVER_ERROR out of memory\r\n"} {
+		c := client.New(startFakeObjcache(t, reply).addr)
+		_, err := client.GetByIDs[User](ctx, c, "User", []int64{1, 2})
+		if !errors.Is(err, client.ErrServer) || errors.Is(err, client.ErrUnavailable) {
+			t.Errorf("GetByIDs answered %q: %v, want ErrServer", reply, err)
+		}
+		if err := c.Delete(ctx, "User", 1); !errors.Is(err, client.ErrServer) || errors.Is(err, client.ErrUnavailable) {
+			t.Errorf("Delete answered %q: %v, want ErrServer", reply, err)
+		}
+	}
+	// A reply that is not the protocol: whatever answered, it is no objcache.
+	c := client.New(startFakeObjcache(t, "HELLO\r\n").addr)
+	if _, err := client.GetByIDs[User](ctx, c, "User", []int64{1}); !errors.Is(err, client.ErrUnavailable) {
+		t.Errorf("GetByIDs answered HELLO: %v, want ErrUnavailable", err)
+	}
+	if err := c.Delete(ctx, "User", 1); !errors.Is(err, client.ErrUnavailable) {
+		t.Errorf("Delete answered HELLO: %v, want ErrUnavailable", err)
+	}
+}
