@@ -72,15 +72,60 @@ type Client struct {
 	mc *memcache.Client
 }
 
-// New returns a Client of the objcache instances at addrs ("host:port").
-// Keys are spread over them by gomemcache's ServerList; any objcache
-// instance serves any key, so several addresses only spread the load.
-// Addresses that do not resolve are dropped, and with none left every
-// request fails with ErrUnavailable.
+// New returns a Client of the objcache instances at addrs ("host:port", or
+// the path of a Unix socket). Keys are spread over them by gomemcache's
+// ServerList; any objcache instance serves any key, so several addresses
+// only spread the load.
+//
+// Each address is resolved once, here, on its own: one that does not
+// resolve is left out and the others serve, and with none left every
+// request fails with ErrUnavailable. NewClient says which were left out.
 func New(addrs ...string) *Client {
-	mc := memcache.New(addrs...)
+	c, _ := NewClient(addrs...)
+	return c
+}
+
+// NewClient is New that also returns an error naming each address that
+// did not resolve, for a caller that logs them or refuses to start. The
+// Client is never nil: it serves the addresses that resolved.
+func NewClient(addrs ...string) (*Client, error) {
+	var good []string
+	var errs []error
+	for _, addr := range addrs {
+		resolved, err := resolve(addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client: address %q left out: %w", addr, err))
+			continue
+		}
+		good = append(good, resolved)
+	}
+	// gomemcache's ServerList.SetServers gives up at the first address
+	// that does not resolve and keeps none; these all do, already.
+	ss := new(memcache.ServerList)
+	if err := ss.SetServers(good...); err != nil { // resolved addresses resolve: not seen
+		errs = append(errs, fmt.Errorf("client: %w", err))
+	}
+	mc := memcache.NewFromSelector(ss)
 	mc.Timeout = DefaultTimeout
-	return &Client{mc: mc}
+	return &Client{mc: mc}, errors.Join(errs...)
+}
+
+// resolve resolves addr as gomemcache's ServerList does, a Unix socket if
+// it holds a '/', and returns the address resolved, so that resolving it
+// again looks nothing up.
+func resolve(addr string) (string, error) {
+	if strings.Contains(addr, "/") {
+		ua, err := net.ResolveUnixAddr("unix", addr)
+		if err != nil {
+			return "", err
+		}
+		return ua.Name, nil
+	}
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	return ta.String(), nil
 }
 
 // Memcache returns the underlying gomemcache client, for plain keys and to

@@ -462,3 +462,30 @@ func TestErrorAndClientErrorRepliesAreErrServer(t *testing.T) {
 		t.Errorf("Delete answered HELLO: %v, want ErrUnavailable", err)
 	}
 }
+
+func TestAnAddressThatDoesNotResolveLeavesTheOthersServing(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	if err := memcache.New(m.Addr).Set(&memcache.Item{Key: "User:1", Value: []byte(`{"id":1,"name":"one"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	bad := []string{"no-such-host.invalid:11211", "127.0.0.1", "127.0.0.1:port"}
+	c := client.New(append([]string{m.Addr}, bad...)...)
+	got, err := client.GetByIDs[User](context.Background(), c, "User", []int64{1})
+	if err != nil || got[1].Name != "one" {
+		t.Errorf("GetByIDs through New(good, bad...) = %v, %v; want user 1 from the good address", got, err)
+	}
+	c, err = client.NewClient(append([]string{m.Addr}, bad...)...)
+	for _, addr := range bad {
+		if err == nil || !strings.Contains(err.Error(), strconvQuote(addr)) {
+			t.Errorf("NewClient: err = %v, want it to name %q", err, addr)
+		}
+	}
+	if got, err := client.GetByIDs[User](context.Background(), c, "User", []int64{1}); err != nil || got[1].Name != "one" {
+		t.Errorf("GetByIDs through NewClient(good, bad...) = %v, %v; want user 1", got, err)
+	}
+	if _, err := client.NewClient(m.Addr); err != nil {
+		t.Errorf("NewClient of an address that resolves: %v", err)
+	}
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
