@@ -28,6 +28,8 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,8 +41,13 @@ import (
 // (500ms) because a miss makes objcache wait for the database: a load slower
 // than the timeout would fail as ErrUnavailable, and one that fails within
 // objcache's load timeout (5s by default) should answer ErrServer instead.
-// Callers bound their requests with a context.
+// Callers bound their calls with a context; a request whose caller has gone
+// runs on until this timeout, within the Client's MaxInFlight.
 const DefaultTimeout = 6 * time.Second
+
+// DefaultMaxInFlight is how many requests a Client has in flight at most
+// when its MaxInFlight is zero.
+const DefaultMaxInFlight = 256
 
 // Limits of one multi-get. objcache refuses get lines longer than 64 KiB;
 // gomemcache splits a multi-get by server, which only shortens the lines.
@@ -69,7 +76,20 @@ var (
 // Client reads and deletes objects through objcache. It is safe for
 // concurrent use.
 type Client struct {
-	mc *memcache.Client
+	// MaxInFlight bounds the requests in flight, each a goroutine and a
+	// connection to objcache (one to each address that a multi-get
+	// spans), counting those whose caller's ctx ended before objcache
+	// answered and that gomemcache has not finished yet (see GetByIDs).
+	// A call over the bound waits for a request to end, within its ctx,
+	// or fails at once with ErrUnavailable when some of those in flight
+	// are such abandoned ones: objcache is not answering in time. Zero
+	// means DefaultMaxInFlight. Set it before first use.
+	MaxInFlight int
+
+	mc        *memcache.Client
+	slotsOnce sync.Once
+	slots     chan struct{} // a token per request in flight; capacity MaxInFlight
+	abandoned atomic.Int64  // requests in flight whose caller has gone
 }
 
 // New returns a Client of the objcache instances at addrs ("host:port", or
@@ -157,7 +177,7 @@ func (c *Client) DeleteString(ctx context.Context, model string, id string) erro
 
 func (c *Client) delete(ctx context.Context, key string) error {
 	op := "delete " + key
-	return run(ctx, op, func() error {
+	return c.run(ctx, op, func() error {
 		err := retryBroken(func() error { return c.mc.Delete(key) })
 		if err == nil || errors.Is(err, memcache.ErrCacheMiss) {
 			return nil
@@ -166,29 +186,90 @@ func (c *Client) delete(ctx context.Context, key string) error {
 	})
 }
 
-// result is what a request's goroutine hands back.
-type result struct{ err error }
-
 // run runs f in a goroutine of its own and waits for it or for ctx, because
 // gomemcache's calls take no context. When ctx ends first, run returns ctx's
 // error at once and f goes on in the background until it ends, bounded by
-// the gomemcache client's Timeout per read; its result is dropped.
-func run(ctx context.Context, op string, f func() error) error {
+// the gomemcache client's Timeout per read; its result is dropped. Such an
+// abandoned f keeps its slot until it ends, so MaxInFlight bounds them.
+//
+// gomemcache's Timeout is the Client's, read by every request, so it cannot
+// be shortened to one call's deadline; and a request cannot be cut short
+// from outside, since gomemcache does not say which connection it took.
+func (c *Client) run(ctx context.Context, op string, f func() error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("client: %s: %w", op, err)
 	}
-	done := make(chan result, 1) // buffered: an abandoned f must not block
-	go runRequest(f, done)
+	if err := c.acquire(ctx, op); err != nil {
+		return err
+	}
+	r := &request{c: c, done: make(chan error, 1)} // buffered: an abandoned f must not block
+	go r.run(f)
 	select {
-	case r := <-done:
-		return r.err
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		r.abandon()
+		return fmt.Errorf("client: %s: %w", op, ctx.Err())
+	}
+}
+
+// acquire takes a slot for a request (see MaxInFlight).
+func (c *Client) acquire(ctx context.Context, op string) error {
+	c.slotsOnce.Do(func() {
+		n := c.MaxInFlight
+		if n <= 0 {
+			n = DefaultMaxInFlight
+		}
+		c.slots = make(chan struct{}, n)
+	})
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if n := c.abandoned.Load(); n > 0 {
+		return fmt.Errorf("%w: %s: %d requests in flight, %d of them still unanswered after their caller gave up",
+			ErrUnavailable, op, cap(c.slots), n)
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("client: %s: %w", op, ctx.Err())
 	}
 }
 
-// runRequest is the goroutine of one request; it exits when f returns.
-func runRequest(f func() error, done chan<- result) { done <- result{err: f()} }
+// The states of a request.
+const (
+	reqRunning int32 = iota
+	reqAbandoned
+	reqFinished
+)
+
+// request is one call's request in flight.
+type request struct {
+	c     *Client
+	done  chan error   // receives f's result
+	state atomic.Int32 // reqRunning, then reqAbandoned (by run) or reqFinished (by the goroutine)
+}
+
+// run is the request's goroutine; it exits when f returns, giving back the
+// slot that run's caller took.
+func (r *request) run(f func() error) {
+	err := f()
+	if r.state.Swap(reqFinished) == reqAbandoned {
+		r.c.abandoned.Add(-1)
+	}
+	<-r.c.slots
+	r.done <- err
+}
+
+// abandon records that the caller has gone, unless the request has ended.
+func (r *request) abandon() {
+	if r.state.CompareAndSwap(reqRunning, reqAbandoned) {
+		r.c.abandoned.Add(1)
+	}
+}
 
 // retryBroken calls f again, once, when its connection broke before an
 // answer: gomemcache reuses idle connections without checking them, and

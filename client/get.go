@@ -26,7 +26,10 @@ import (
 // When ctx ends first, GetByIDs returns an error that wraps ctx's error
 // (context.DeadlineExceeded or context.Canceled) at once; the request in
 // flight completes in the background, bounded by the gomemcache client's
-// Timeout, and no further part of it is sent. Other errors wrap
+// Timeout, and no further part of it is sent. Such requests count towards
+// the Client's MaxInFlight until they end, so that an objcache that stops
+// answering costs a bounded number of goroutines and connections. Other
+// errors wrap
 // ErrUnavailable, ErrServer or ErrDecode, or say that model is not a valid
 // model name (empty, or holding ':', spaces or control characters); an
 // invalid model is reported before any I/O.
@@ -67,7 +70,7 @@ func getObjects[K comparable, T any](ctx context.Context, c *Client, model strin
 	}
 	op := fmt.Sprintf("get %d ids of %s", len(keys), model)
 	var items map[string]*memcache.Item
-	err := run(ctx, op, func() error {
+	err := c.run(ctx, op, func() error {
 		var err error
 		items, err = c.getChunks(ctx, keys)
 		if err != nil {
