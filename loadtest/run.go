@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +19,7 @@ import (
 // Config describes a load test. Zero values mean the documented defaults.
 type Config struct {
 	Addr   string // target, "host:port"; required
-	Prefix string // keys are Prefix+"1" .. Prefix+Keys
+	Prefix string // keys are Prefix+"1" .. Prefix+Keys: no spaces or control characters, at most 250 bytes
 	Keys   int    // number of keys; zero means 100000
 
 	Zipf        float64 // zipfian exponent θ ≥ 0 of key popularity (NewZipf); zero means uniform
@@ -82,6 +84,9 @@ func (cfg Config) Validate() error {
 	return err
 }
 
+// maxKeySize is the longest key memcached takes.
+const maxKeySize = 250
+
 // validate reports the first problem of a cfg with defaults applied, except
 // those of the key distribution and the mix, which newWorkload reports.
 func (cfg *Config) validate() error {
@@ -90,6 +95,11 @@ func (cfg *Config) validate() error {
 		return errors.New("loadtest: no target address")
 	case cfg.Keys < 1:
 		return fmt.Errorf("loadtest: %d keys: need at least one", cfg.Keys)
+	case strings.IndexFunc(cfg.Prefix, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return fmt.Errorf("loadtest: prefix %q: keys must not hold spaces or control characters", cfg.Prefix)
+	case len(cfg.Prefix)+len(strconv.Itoa(cfg.Keys)) > maxKeySize:
+		return fmt.Errorf("loadtest: key %.20s…%d is %d bytes long, more than memcached's %d", cfg.Prefix, cfg.Keys,
+			len(cfg.Prefix)+len(strconv.Itoa(cfg.Keys)), maxKeySize)
 	case !(cfg.Zipf >= 0) || math.IsInf(cfg.Zipf, 0): // NaN fails every comparison
 		return fmt.Errorf("loadtest: zipf θ %v: want a finite number ≥ 0 (0 is uniform)", cfg.Zipf)
 	case cfg.Hotspot && cfg.Zipf > 0:

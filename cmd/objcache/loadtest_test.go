@@ -126,6 +126,10 @@ func TestLoadtestRefusesBadFlagsWithExit2(t *testing.T) {
 		{[]string{"--rate", "Inf"}, "--rate +Inf"},
 		{[]string{"--ramp", "100:100:200", "--slo-p99", "-1ms"}, "--slo-p99 -1ms"},
 
+		// Keys memcached would not take.
+		{[]string{"--prefix", "a b"}, `prefix "a b"`},
+		{[]string{"--prefix", strings.Repeat("k", 250)}, "256 bytes"},
+
 		// Ramps.
 		{[]string{"--ramp", "1:1:5000", "--slo-p99", "1ms"}, "5000 steps, more than 1000"},
 		{[]string{"--ramp", "1:1:1e9", "--slo-p99", "1ms"}, "1000000000 steps, more than 1000"},
