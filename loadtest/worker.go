@@ -173,13 +173,17 @@ func (w *worker) request(ctx context.Context, ph *phase, due time.Time, open boo
 		sent = time.Now()
 	}
 	hits, misses, err := w.do(ctx)
-	replied := time.Now()
+	w.account(ph, due, sent, time.Now(), open, hits, misses, err != nil)
+}
+
+// account does the bookkeeping of one request due at due, sent at sent and
+// answered (or failed) at replied: everything request does but the I/O.
+func (w *worker) account(ph *phase, due, sent, replied time.Time, open bool, hits, misses int, failed bool) {
 	took := replied.Sub(sent)
 	var lag time.Duration
 	if open {
 		took, lag = w.punctual(due, sent, took)
 	}
-	failed := err != nil
 	w.live.record(took, failed)
 	cutOff := failed && w.aborted.Load()
 	if !ph.measured(due) || (cutOff && !ph.cutAt().IsZero()) {
