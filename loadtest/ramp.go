@@ -113,7 +113,9 @@ func (s *Step) onlyHarnessLimited() bool {
 	return s.HarnessLimited && strings.HasPrefix(s.Why, "harness-limited")
 }
 
-// RampResult is the outcome of a ramp.
+// RampResult is the outcome of a ramp. Nothing modifies it once Ramp has
+// returned it, and its methods only read it, so it is safe for concurrent
+// use unless the caller modifies it.
 type RampResult struct {
 	Plan  RampPlan
 	Steps []Step  // in order; the last one did not hold unless all did

@@ -13,7 +13,9 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Report is what a load test prints and saves.
+// Report is what a load test prints and saves. Its Write methods only read
+// it and what it points to, so several may run at once, but not while the
+// Report or its results are being modified.
 type Report struct {
 	Config Config      // as run
 	Result *Result     // the run; for a ramp, RampResult.Best

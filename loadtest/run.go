@@ -17,6 +17,9 @@ import (
 )
 
 // Config describes a load test. Zero values mean the documented defaults.
+// Run, Ramp and Fill take a copy and modify nothing, so one Config may be
+// used by several at once, as long as Progress, which each run writes
+// from a goroutine of its own, is safe for concurrent writes.
 type Config struct {
 	Addr   string // target, "host:port"; required
 	Prefix string // keys are Prefix+"1" .. Prefix+Keys: no spaces or control characters, at most 250 bytes
@@ -118,7 +121,9 @@ func (cfg *Config) validate() error {
 	return nil
 }
 
-// Result is what one run, or one ramp step, measured.
+// Result is what one run, or one ramp step, measured. Nothing modifies a
+// Result once Run or Ramp has returned it, and its methods only read it,
+// so it is safe for concurrent use unless the caller modifies it.
 type Result struct {
 	Rate     float64       // offered requests/s in open loop; zero in closed loop
 	Duration time.Duration // the measured time; for a partial result, the part measured
