@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/objcache/objcache/internal/testsupport"
@@ -85,6 +88,53 @@ func TestLoadtestHelpSaysHowTheOpSharesWork(t *testing.T) {
 	}
 }
 
+func TestLoadtestWithoutAddrExits2(t *testing.T) {
+	if code, _, stderr := loadtestRun(t, "--keys", "10"); code != 2 || !strings.Contains(stderr, "--addr is required") {
+		t.Errorf("loadtest without --addr: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestLoadtestHelpListsEveryFlag(t *testing.T) {
+	code, stdout, stderr := loadtestRun(t, "--help")
+	if code != 0 {
+		t.Errorf("loadtest --help: exit %d", code)
+	}
+	help := stdout + stderr
+	newLoadtestFlags().fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(help, "-"+f.Name+" ") && !strings.Contains(help, "-"+f.Name+"\n") {
+			t.Errorf("--help does not list -%s", f.Name)
+		}
+	})
+}
+
+func TestParseRamp(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want *loadtest.RampPlan // nil: an error
+	}{
+		{"100:100:300", &loadtest.RampPlan{Start: 100, Step: 100, Max: 300, SLO: time.Millisecond}},
+		{"1e3:5e2:2.5e3", &loadtest.RampPlan{Start: 1000, Step: 500, Max: 2500, SLO: time.Millisecond}},
+		{"0.5:0.5:2", &loadtest.RampPlan{Start: 0.5, Step: 0.5, Max: 2, SLO: time.Millisecond}},
+		{"", nil},
+		{"100", nil},
+		{"100:100", nil},
+		{"100:100:300:400", nil},
+		{"100:100:", nil},
+		{" 100:100:300", nil},
+		{"100:x:300", nil},
+		{"100,100,300", nil},
+	} {
+		got, err := parseRamp(tt.in, time.Millisecond)
+		if (err != nil) != (tt.want == nil) {
+			t.Errorf("parseRamp(%q) = %v, %v", tt.in, got, err)
+			continue
+		}
+		if diff := cmp.Diff(got, tt.want); diff != "" {
+			t.Errorf("parseRamp(%q) (-got +want):\n%s", tt.in, diff)
+		}
+	}
+}
+
 func TestLoadtestRefusesBadFlagsWithExit2(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
@@ -132,6 +182,19 @@ func TestLoadtestRefusesBadFlagsWithExit2(t *testing.T) {
 
 		// Ramps.
 		{[]string{"--ramp", "1:1:5000", "--slo-p99", "1ms"}, "5000 steps, more than 1000"},
+		{[]string{"--ramp", "100:100", "--slo-p99", "1ms"}, "want START:STEP:MAX"},
+		{[]string{"--ramp", "a:100:200", "--slo-p99", "1ms"}, `"a" is not a number`},
+		{[]string{"--ramp", "100:100:200"}, "p99 objective"},
+		{[]string{"--ramp", "300:100:200", "--slo-p99", "1ms"}, "ramp maximum 200"},
+		{[]string{"--ramp", "0:100:200", "--slo-p99", "1ms"}, "ramp start 0"},
+		{[]string{"--ramp", "NaN:100:200", "--slo-p99", "1ms"}, "ramp start NaN"},
+		{[]string{"--ramp", "100:100:200", "--slo-p99", "1ms", "--rate", "100"}, "exclude each other"},
+		{[]string{"--slo-p99", "1ms"}, "--slo-p99 needs --ramp"},
+
+		// The command line itself.
+		{[]string{"--nope"}, "flag provided but not defined: -nope"},
+		{[]string{"--conns", "many"}, `invalid value "many" for flag -conns`},
+		{[]string{"extra"}, `unexpected arguments ["extra"]`},
 		{[]string{"--ramp", "1:1:1e9", "--slo-p99", "1ms"}, "1000000000 steps, more than 1000"},
 	} {
 		args := append([]string{"--addr", "127.0.0.1:1"}, tt.args...)
@@ -182,5 +245,109 @@ func TestLoadtestStoppedBySIGINTReportsThePartialRun(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &rep); err != nil || !rep.Partial || rep.Ops == 0 || rep.DurationS < 1 || rep.DurationS > 3 {
 		t.Errorf("JSON %+v (%v), want partial, ops, and about 1.5 s measured:\n%s", rep, err, b)
+	}
+}
+
+func TestWriteReportsWritesTheFilesAskedFor(t *testing.T) {
+	h := hdrhistogram.New(1, 60_000_000, 3)
+	for v := int64(1); v <= 1000; v++ {
+		_ = h.RecordValue(v)
+	}
+	rep := &loadtest.Report{Config: loadtest.Config{Addr: "a:1", Mix: loadtest.Mix{Get: 1}},
+		Result: &loadtest.Result{Duration: time.Second, Ops: 1000, Latency: h}}
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
+	var table bytes.Buffer
+	if err := writeReports(rep, &table, jsonPath, htmlPath); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Ops   int64 `json:"ops"`
+		P99us int64 `json:"p99_us"`
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil || json.Unmarshal(b, &got) != nil || got.Ops != 1000 || got.P99us != 990 {
+		t.Errorf("JSON %s (%v): want ops 1000, p99 990µs", b, err)
+	}
+	page, err := os.ReadFile(htmlPath)
+	if err != nil || !bytes.Contains(page, []byte("<svg")) {
+		t.Errorf("HTML (%v): no chart", err)
+	}
+	if !strings.Contains(table.String(), "p99.9") {
+		t.Errorf("table:\n%s", table.String())
+	}
+
+	// Without paths only the table; a path that cannot be written is an
+	// error naming it, after the table.
+	table.Reset()
+	if err := writeReports(rep, &table, "", ""); err != nil || table.Len() == 0 {
+		t.Errorf("writeReports without files: %v, table %q", err, table.String())
+	}
+	bad := filepath.Join(dir, "no-such-dir", "r.json")
+	if err := writeReports(rep, &table, bad, ""); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("writeReports to %s: %v, want an error naming it", bad, err)
+	}
+}
+
+func TestLoadtestRunAgainstMemcachedExits0WithItsReports(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
+	code, stdout, stderr := loadtestRun(t, "--addr", m.Addr, "--keys", "100", "--fill", "--conns", "2", "--warmup", "0",
+		"--duration", "500ms", "--get", "1", "--json", jsonPath, "--html", htmlPath)
+	if code != 0 || !strings.Contains(stdout, "get 100%") || !strings.Contains(stderr, "filled 100 keys") {
+		t.Fatalf("exit %d; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	var rep struct {
+		Partial bool  `json:"partial"`
+		Ops     int64 `json:"ops"`
+		Misses  int64 `json:"misses"`
+		Errors  int64 `json:"errors"`
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil || json.Unmarshal(b, &rep) != nil || rep.Partial || rep.Ops == 0 || rep.Misses != 0 || rep.Errors != 0 {
+		t.Errorf("JSON %s (%v): want a whole run of hits", b, err)
+	}
+	if page, err := os.ReadFile(htmlPath); err != nil || !bytes.Contains(page, []byte("Latency over throughput")) {
+		t.Errorf("HTML (%v) lacks the latency-over-throughput chart", err)
+	}
+}
+
+func TestLoadtestRampAgainstMemcachedReportsStepsAndStats(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	jsonPath := filepath.Join(t.TempDir(), "r.json")
+	code, stdout, stderr := loadtestRun(t, "--addr", m.Addr, "--keys", "100", "--conns", "2", "--warmup", "100ms",
+		"--duration", "400ms", "--ramp", "100:100:200", "--slo-p99", "10s", "--json", jsonPath) // 1 s of send lag allowed
+	if code != 0 || !strings.Contains(stdout, "holds 200 req/s at p99 < 10s") || !strings.Contains(stdout, "target stats") {
+		t.Fatalf("exit %d; stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	var rep struct {
+		Verdict string `json:"verdict"`
+		Steps   []struct {
+			Held  bool            `json:"held"`
+			Stats json.RawMessage `json:"stats"`
+		} `json:"steps"`
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Steps) != 2 || !rep.Steps[1].Held || rep.Steps[1].Stats == nil {
+		t.Errorf("JSON %s (%v): want two steps held, with stats", b, err)
+	}
+}
+
+func TestLoadtestExitsOneWhenItCannotRunOrWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	if code, stdout, stderr := loadtestRun(t, "--addr", closed, "--duration", "100ms"); code != 1 || stdout != "" || !strings.Contains(stderr, "dial") {
+		t.Errorf("against a closed port: exit %d, stdout %q, stderr %q; want 1 and a dial error", code, stdout, stderr)
+	}
+	m := testsupport.StartMemcached(t)
+	bad := filepath.Join(t.TempDir(), "no-such-dir", "r.json")
+	code, stdout, stderr := loadtestRun(t, "--addr", m.Addr, "--conns", "1", "--warmup", "0", "--duration", "100ms", "--json", bad)
+	if code != 1 || !strings.Contains(stdout, "p99.9") || !strings.Contains(stderr, bad) {
+		t.Errorf("--json into a missing directory: exit %d, stdout %q, stderr %q; want 1, the table, and the path named", code, stdout, stderr)
 	}
 }
