@@ -26,7 +26,9 @@ default: each connection waits for a reply before its next request. --rate
 makes it open loop, measuring latency from when each request was due;
 --ramp steps that rate up until p99 exceeds --slo-p99, and reads the
 target's stats at each step (hit ratio per tier, database queries/s and ids
-per query).
+per query). A step that the harness itself could not send on time is
+harness-limited: it does not hold, and the verdict says the target holds
+at least the rate before it.
 
 The request mix: --get, --mget, --set and --delete are the shares of each
 kind of request, and must add up to 1. Without any of them the mix is 90%
@@ -77,7 +79,7 @@ func newLoadtestFlags() *loadtestFlags {
 	fs.DurationVar(&c.Grace, "grace", 2*time.Second, "how long requests due before the end may still take; later they are timeouts")
 	fs.Float64Var(&c.Rate, "rate", 0, "open loop: `R` requests/s over all connections; 0 means closed loop")
 	fs.StringVar(&f.ramp, "ramp", "", "open-loop ramp `START:STEP:MAX` requests/s; needs --slo-p99")
-	fs.DurationVar(&f.slo, "slo-p99", 0, "p99 objective `D` for --ramp: stop at the first step above it (or with more than 0.1% errors)")
+	fs.DurationVar(&f.slo, "slo-p99", 0, "p99 objective `D` for --ramp: stop at the first step above it, with more than 0.1% errors, or that the harness sent late (send lag p99 above 10% of D)")
 	fs.StringVar(&f.jsonPath, "json", "", "write the report as JSON to `FILE`")
 	fs.StringVar(&f.htmlPath, "html", "", "write the report as a self-contained HTML page to `FILE`")
 	fs.BoolVar(&c.Stats, "stats", false, "report the target's hits/misses/queries/ids/fills counters over the measured time (always on with --ramp)")
