@@ -26,6 +26,7 @@ var statsCounters = map[string]bool{
 	"fills_stored": true, "fills_refused": true, "fills_skipped": true, "tombstones": true, "backend_errors": true,
 	"db_loads": true, "db_ids": true, "db_coalesced": true, "db_batches": true, "db_queries": true,
 	"db_ids_queried": true, "db_rows": true, "db_errors": true, "db_unavailable": true,
+	"db_canceled": true, "db_abandoned": true, "db_fast_failures": true, "db_overloaded": true,
 }
 
 // errNoStats reports a target that answers stats with an error or by closing
