@@ -26,7 +26,10 @@ import (
 // When ctx ends first, GetByIDs returns an error that wraps ctx's error
 // (context.DeadlineExceeded or context.Canceled) at once; the request in
 // flight completes in the background, bounded by the gomemcache client's
-// Timeout, and no further part of it is sent. Other errors wrap
+// Timeout, and no further part of it is sent. Such requests count towards
+// the Client's MaxInFlight until they end, so that an objcache that stops
+// answering costs a bounded number of goroutines and connections. Other
+// errors wrap
 // ErrUnavailable, ErrServer or ErrDecode, or say that model is not a valid
 // model name (empty, or holding ':', spaces or control characters); an
 // invalid model is reported before any I/O.
@@ -42,8 +45,10 @@ func GetByIDs[T any](ctx context.Context, c *Client, model string, ids []int64) 
 }
 
 // GetByStringIDs is GetByIDs for models whose key is text or a uuid. The
-// map's keys are the ids as given: objcache does not canonicalize them, so
-// a uuid asked in upper and in lower case is asked twice. An id that holds
+// map's keys are the ids as given. A uuid is an object id only as
+// PostgreSQL prints it, hyphenated in lower case: objcache takes any other
+// spelling for a plain key, which misses, so it is absent from the map
+// even when the row exists. An id that holds
 // spaces or control characters, or makes a key longer than 250 bytes, is
 // an error before any I/O.
 func GetByStringIDs[T any](ctx context.Context, c *Client, model string, ids []string) (map[string]T, error) {
@@ -65,7 +70,7 @@ func getObjects[K comparable, T any](ctx context.Context, c *Client, model strin
 	}
 	op := fmt.Sprintf("get %d ids of %s", len(keys), model)
 	var items map[string]*memcache.Item
-	err := run(ctx, op, func() error {
+	err := c.run(ctx, op, func() error {
 		var err error
 		items, err = c.getChunks(ctx, keys)
 		if err != nil {

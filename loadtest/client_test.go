@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bufio"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -108,5 +109,29 @@ func checkErr(t *testing.T, err, want error) {
 		t.Errorf("err = %v, want %v", err, want)
 	case want == errAny && (errors.Is(err, errReplyKeep) || errors.Is(err, errReplyDrop)):
 		t.Errorf("err = %v, want a broken stream, not an error reply", err)
+	}
+}
+
+func TestWorkloadEncodesEachOpOfTheMix(t *testing.T) {
+	for _, tt := range []struct {
+		mix  Mix
+		op   op
+		keys int
+		re   string
+	}{
+		{Mix{Get: 1}, opGet, 1, `^get k[0-9]+\r\n$`},
+		{Mix{MGet: 1, MGetKeys: 3}, opMGet, 3, `^get k[0-9]+ k[0-9]+ k[0-9]+\r\n$`},
+		{Mix{Set: 1}, opSet, 1, `^set k[0-9]+ 0 0 2\r\nab\r\n$`},
+		{Mix{Delete: 1}, opDelete, 1, `^delete k[0-9]+\r\n$`},
+	} {
+		cfg := Config{Addr: "x:1", Prefix: "k", Keys: 100, Mix: tt.mix, ValueSize: 2}.withDefaults()
+		wl, err := newWorkload(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, o, keys := wl.encode([]byte("junk"), newTestRand())
+		if o != tt.op || keys != tt.keys || !regexp.MustCompile(tt.re).Match(b[len("junk"):]) {
+			t.Errorf("%+v: encoded %q, %v, %d keys; want %s, %v, %d", tt.mix, b, o, keys, tt.re, tt.op, tt.keys)
+		}
 	}
 }

@@ -10,8 +10,11 @@
 // from when it was sent: a stalled target or a connection that fell behind
 // shows up in the percentiles instead of slowing the load down (coordinated
 // omission). Only the harness's own lateness in sending, timer slack and
-// scheduling, is left out, and reported apart as Result.SendLag. Ramp steps
-// the open-loop rate to find the highest rate that holds a p99 objective.
+// scheduling, is left out: it is reported apart as Result.SendLag, and
+// Result.Observed is the latency as it happened, that lateness included.
+// Ramp steps the open-loop rate to find the highest rate that holds a p99
+// objective; a step that the harness could not send on time is
+// harness-limited and does not hold (see RampPlan).
 //
 // Latencies go into one HDR histogram per connection (1 µs to 60 s, three
 // significant digits), merged when the run ends, so the request path takes

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
@@ -17,18 +18,28 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 	var b strings.Builder
 	title := "objcache loadtest: " + rep.Config.Addr
 	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>%s</title>\n<style>%s</style></head><body>\n", esc(title), pageCSS)
-	fmt.Fprintf(&b, "<h1>%s</h1>\n<pre class=\"cfg\">%s</pre>\n", esc(title), esc(strings.Join(describe(rep.Config, rep.Ramp != nil), "\n")))
+	fmt.Fprintf(&b, "<h1>%s</h1>\n", esc(title))
+	if note := rep.partialNote(); note != "" {
+		fmt.Fprintf(&b, "<p class=\"partial\">%s</p>\n", esc(note))
+	}
+	fmt.Fprintf(&b, "<pre class=\"cfg\">%s</pre>\n", esc(strings.Join(describe(rep.Config, rep.Ramp != nil), "\n")))
 	if rep.Ramp != nil {
 		fmt.Fprintf(&b, "<p class=\"verdict\">%s</p>\n", esc(rep.Ramp.Verdict()))
 	}
 	writeResultTable(&b, rep)
-	if r := rep.Result; rep.Ramp == nil && r != nil && r.Rate > 0 && r.SendLag != nil {
-		fmt.Fprintf(&b, "<p>Latency is measured from the time each request was due. The harness's own lateness in sending (timer slack, scheduling) is left out: p50 %s, p99 %s, max %s.</p>\n",
-			formatMicros(r.SendLag.ValueAtPercentile(50)), formatMicros(r.SendLag.ValueAtPercentile(99)), formatMicros(r.SendLag.Max()))
+	if r := rep.Result; rep.Ramp == nil && r != nil && r.SendLag != nil && r.Observed != nil {
+		fmt.Fprintf(&b, "<p>Latency is measured from the time each request was due. The harness's own lateness in sending (timer slack, scheduling) is left out: %s. From due to reply as it happened, that lateness included: %s.</p>\n",
+			histSummary(r.SendLag, 50, 99), histSummary(r.Observed, reportPercentiles...))
+	}
+	if rep.Ramp != nil {
+		fmt.Fprintf(&b, "<p>Send lag is how late the harness sent requests, left out of the latency; observed is from due to reply as it happened, lag included. A step whose send lag p99 is above %.0f%% of the objective is harness-limited: it does not hold.</p>\n", 100*HarnessLagShare)
 	}
 	if rep.Ramp != nil && len(rep.Ramp.Steps) > 0 {
 		b.WriteString("<h2>Latency over throughput</h2>\n<p>Each point is one step of the ramp: the requests per second it completed and the latency percentiles it measured, from the time each request was due.</p>\n")
 		throughputChart(rep.Ramp).render(&b)
+	} else if rep.Ramp == nil && rep.Result != nil && len(rep.Result.Seconds) > 0 {
+		b.WriteString("<h2>Latency over throughput</h2>\n<p>Each pair of points is one second of the measured time: the requests completed in it and their p50 and p99 (to within 12.5%, as on the progress lines).</p>\n")
+		secondsChart(rep.Result).render(&b)
 	}
 	if curves := percentileCurves(rep); len(curves) > 0 {
 		b.WriteString("<h2>Latency by percentile</h2>\n<p>How long the slowest 10%, 1%, 0.1% … of requests took; the horizontal axis stretches the tail.</p>\n")
@@ -53,6 +64,7 @@ table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}
 th{background:#f0f0f0}td.l,th.l{text-align:left}
 .verdict{font-size:1.2em;font-weight:bold}
+.partial{font-weight:bold;color:#b00}
 svg text{font-family:system-ui,sans-serif;font-size:12px;fill:#222}`
 
 func esc(s string) string { return html.EscapeString(s) }
@@ -67,11 +79,7 @@ func writeResultTable(b *strings.Builder, rep *Report) {
 	var rows []row
 	if rep.Ramp != nil {
 		for _, s := range rep.Ramp.Steps {
-			held := "yes"
-			if !s.Held {
-				held = "no: " + s.Why
-			}
-			rows = append(rows, row{fmt.Sprintf("%.0f", s.Rate), s.Result, held})
+			rows = append(rows, row{fmt.Sprintf("%.0f", s.Rate), s.Result, heldCell(&s)})
 		}
 	} else if rep.Result != nil {
 		rows = append(rows, row{r: rep.Result})
@@ -84,7 +92,8 @@ func writeResultTable(b *strings.Builder, rep *Report) {
 		fmt.Fprintf(b, "<th>%s</th>", h)
 	}
 	if rep.Ramp != nil {
-		b.WriteString("<th title=\"how late the harness sent requests; left out of the latency\">send lag p99</th><th class=\"l\">held</th>")
+		b.WriteString("<th title=\"how late the harness sent requests; left out of the latency\">send lag p99</th>" +
+			"<th title=\"from due to reply as it happened, send lag included\">observed p99</th><th class=\"l\">held</th>")
 	}
 	b.WriteString("</tr>\n")
 	for _, rw := range rows {
@@ -96,7 +105,7 @@ func writeResultTable(b *strings.Builder, rep *Report) {
 			fmt.Fprintf(b, "<td>%s</td>", esc(cell))
 		}
 		if rep.Ramp != nil {
-			fmt.Fprintf(b, "<td>%s</td><td class=\"l\">%s</td>", formatMicros(lagP99(rw.r)), esc(rw.held))
+			fmt.Fprintf(b, "<td>%s</td><td>%s</td><td class=\"l\">%s</td>", formatMicros(lagP99(rw.r)), formatMicros(observedP99(rw.r)), esc(rw.held))
 		}
 		b.WriteString("</tr>\n")
 	}
@@ -186,6 +195,31 @@ func percentileLabel(k int) string {
 	return "99." + strings.Repeat("9", k-2) + "%"
 }
 
+// secondsChart plots the p50 and p99 of each second of a run against the
+// requests completed in it.
+func secondsChart(r *Result) *chart {
+	c := &chart{title: "Latency over throughput, second by second", x: axis{label: "completed requests/s"}, y: axis{label: "latency (log scale)", log: true}}
+	lo, hi, maxX := math.Inf(1), 1.0, r.Rate
+	for i, p := range []struct {
+		name string
+		at   func(Second) time.Duration
+	}{{"p50", func(s Second) time.Duration { return s.P50 }}, {"p99", func(s Second) time.Duration { return s.P99 }}} {
+		s := series{name: p.name + " of a second", color: percentileColors[2*i], markersOnly: true}
+		for _, sec := range r.Seconds {
+			us := float64(max(p.at(sec).Microseconds(), 1))
+			s.pts = append(s.pts, point{x: sec.OpsPerSec, y: us})
+			lo, hi, maxX = min(lo, us), max(hi, us), max(maxX, sec.OpsPerSec)
+		}
+		c.series = append(c.series, s)
+	}
+	if r.Rate > 0 {
+		c.vlines = append(c.vlines, line{v: r.Rate, label: fmt.Sprintf("offered %.0f req/s", r.Rate), color: "#888"})
+	}
+	c.x.setLinear(0, maxX*1.05)
+	c.y.setLog(lo, hi)
+	return c
+}
+
 // throughputChart plots each ramp step's percentiles against the rate it
 // completed, with the objective.
 func throughputChart(rr *RampResult) *chart {
@@ -201,6 +235,15 @@ func throughputChart(rr *RampResult) *chart {
 			maxX = max(maxX, st.Result.OpsPerSec(), st.Rate)
 		}
 		c.series = append(c.series, s)
+	}
+	limited := series{name: "harness-limited (p99)", color: "#c00", markersOnly: true, rings: true}
+	for _, st := range rr.Steps {
+		if st.HarnessLimited {
+			limited.pts = append(limited.pts, point{x: st.Result.OpsPerSec(), y: float64(max(st.Result.Latency.ValueAtPercentile(99), 1))})
+		}
+	}
+	if len(limited.pts) > 0 {
+		c.series = append(c.series, limited)
 	}
 	c.hlines = append(c.hlines, line{v: float64(rr.Plan.SLO.Microseconds()), label: "p99 objective " + rr.Plan.SLO.String(), color: "#c00"})
 	if rr.Held > 0 {

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -34,6 +35,9 @@ func TestClosedLoopAgainstMemcachedAfterFillMissesNothing(t *testing.T) {
 	t.Logf("%.0f ops/s, p99 %v, %d hits", res.OpsPerSec(), res.Percentile(99), res.Hits)
 	if res.Ops == 0 || res.Errors != 0 || res.Timeouts != 0 || res.Misses != 0 {
 		t.Errorf("ops %d, errors %d, timeouts %d, misses %d; want ops, and no errors, timeouts or misses after a fill", res.Ops, res.Errors, res.Timeouts, res.Misses)
+	}
+	if len(res.Seconds) != 2 || res.Seconds[0].OpsPerSec == 0 || res.Seconds[1].P99 == 0 {
+		t.Errorf("seconds %+v: want two of a 2 s run, with figures", res.Seconds)
 	}
 	if res.Hits < res.Ops*8/10 {
 		t.Errorf("%d hits in %d requests, 10%% of them multi-gets of 10: want at least %d", res.Hits, res.Ops, res.Ops*8/10)
@@ -73,6 +77,28 @@ func TestClosedLoopThroughNutcracker(t *testing.T) {
 	}
 }
 
+func TestZeroValueSizeSetsEmptyValues(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	cfg := smallConfig(m.Addr)
+	cfg.ValueSize = 0
+	if err := Fill(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := dial(context.Background(), m.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.buf = append(c.buf, "get lt:1\r\n"...)
+	if err := c.send(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.line()
+	if err != nil || string(l) != "VALUE lt:1 0 0\r\n" {
+		t.Errorf("get lt:1 after a fill with ValueSize 0: %q, %v; want a 0-byte value", l, err)
+	}
+}
+
 func TestGetsWithoutFillAllMiss(t *testing.T) {
 	m := testsupport.StartMemcached(t)
 	cfg := smallConfig(m.Addr)
@@ -99,8 +125,15 @@ func TestOpenLoopAchievesALowRate(t *testing.T) {
 	if got := res.OpsPerSec(); got < 950 || got > 1050 {
 		t.Errorf("completed %.1f req/s, want 1000 within 5%%", got)
 	}
-	if res.Errors != 0 || res.Timeouts != 0 || res.SendLag.TotalCount() != res.Ops {
-		t.Errorf("errors %d, timeouts %d, %d send lags for %d ops", res.Errors, res.Timeouts, res.SendLag.TotalCount(), res.Ops)
+	if res.Errors != 0 || res.Timeouts != 0 || res.SendLag.TotalCount() != res.Ops || res.Observed.TotalCount() != res.Ops {
+		t.Errorf("errors %d, timeouts %d, %d send lags and %d observed latencies for %d ops",
+			res.Errors, res.Timeouts, res.SendLag.TotalCount(), res.Observed.TotalCount(), res.Ops)
+	}
+	// Observed is Latency plus the harness's lateness, request by request.
+	for _, p := range []float64{50, 99, 100} {
+		if obs, lat := res.Observed.ValueAtPercentile(p), res.Latency.ValueAtPercentile(p); obs < lat {
+			t.Errorf("p%v: observed %dµs below the latency %dµs", p, obs, lat)
+		}
 	}
 }
 
@@ -257,7 +290,10 @@ func TestRampAgainstMemcachedHoldsLowRates(t *testing.T) {
 	m := testsupport.StartMemcached(t)
 	cfg := smallConfig(m.Addr)
 	cfg.Conns, cfg.Duration = 2, 500*time.Millisecond
-	rr, err := Ramp(context.Background(), cfg, RampPlan{Start: 200, Step: 200, Max: 400, SLO: time.Second})
+	// An objective of 10 s: a step is harness-limited past 1 s of send
+	// lag, which even a machine loaded by other work does not reach at
+	// these rates (it has reached 105 ms).
+	rr, err := Ramp(context.Background(), cfg, RampPlan{Start: 200, Step: 200, Max: 400, SLO: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +303,35 @@ func TestRampAgainstMemcachedHoldsLowRates(t *testing.T) {
 	for _, s := range rr.Steps {
 		if got := s.Result.OpsPerSec(); got < 0.95*s.Rate || got > 1.05*s.Rate {
 			t.Errorf("step %v completed %.1f req/s", s.Rate, got)
+		}
+	}
+}
+
+// TestStoppedRunReportsWhatItMeasured: when ctx ends the run early, Run
+// returns what it measured up to then, over the time it measured, and
+// neither the requests cut off nor those that were never due count.
+func TestStoppedRunReportsWhatItMeasured(t *testing.T) {
+	m := testsupport.StartMemcached(t)
+	for _, rate := range []float64{0, 1000} {
+		cfg := smallConfig(m.Addr)
+		cfg.Conns, cfg.Duration, cfg.Rate = 4, 10*time.Second, rate
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Second, cancel)
+		start := time.Now()
+		res, err := Run(ctx, cfg)
+		took := time.Since(start)
+		if !errors.Is(err, context.Canceled) || res == nil {
+			t.Fatalf("rate %v: Run stopped after 1s = %v, %v; want the partial result and context.Canceled", rate, res, err)
+		}
+		t.Logf("rate %v: took %v; measured %v, %d ops (%.0f/s), %d timeouts, %d errors", rate, took, res.Duration, res.Ops, res.OpsPerSec(), res.Timeouts, res.Errors)
+		if !res.Partial || took > 2*time.Second || res.Duration < 900*time.Millisecond || res.Duration > 1200*time.Millisecond {
+			t.Errorf("rate %v: took %v, partial %v, measured %v; want a partial result of about 1s", rate, took, res.Partial, res.Duration)
+		}
+		if res.Ops == 0 || res.Errors != 0 || res.Timeouts != 0 {
+			t.Errorf("rate %v: %d ops, %d errors, %d timeouts; want ops and neither errors nor timeouts", rate, res.Ops, res.Errors, res.Timeouts)
+		}
+		if rate > 0 && (res.OpsPerSec() < 900 || res.OpsPerSec() > 1100) {
+			t.Errorf("rate %v: %.0f ops/s over the part measured", rate, res.OpsPerSec())
 		}
 	}
 }

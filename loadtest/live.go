@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -62,25 +63,35 @@ func (snap *liveSnapshot) add(s *liveStats) {
 	}
 }
 
-// since returns the requests, errors and p99 (in µs, rounded up to its
-// bucket's top) between prev and snap.
-func (snap *liveSnapshot) since(prev *liveSnapshot) (ops, errs uint64, p99us int64) {
-	errs = snap.errors - prev.errors
-	var total uint64
+// liveInterval is what the connections did between two snapshots.
+type liveInterval struct {
+	ops, errors uint64
+	lat         [liveBuckets]uint64
+}
+
+// since returns what happened between prev and snap.
+func (snap *liveSnapshot) since(prev *liveSnapshot) liveInterval {
+	iv := liveInterval{errors: snap.errors - prev.errors}
 	for i := range snap.lat {
-		total += snap.lat[i] - prev.lat[i]
+		iv.lat[i] = snap.lat[i] - prev.lat[i]
+		iv.ops += iv.lat[i]
 	}
-	ops = total
-	if total == 0 {
-		return 0, errs, 0
+	return iv
+}
+
+// percentile returns the latency at percentile p (0 < p ≤ 100) in µs,
+// rounded up to its bucket's top; 0 without requests.
+func (iv *liveInterval) percentile(p float64) int64 {
+	if iv.ops == 0 {
+		return 0
 	}
-	rank := total - total/100 // the 99th percentile is the rank-th smallest
+	rank := uint64(math.Ceil(p / 100 * float64(iv.ops))) // the rank-th smallest
 	var seen uint64
-	for i := range snap.lat {
-		seen += snap.lat[i] - prev.lat[i]
-		if seen >= rank {
-			return ops, errs, liveBucketMax(i)
+	for i, n := range iv.lat {
+		seen += n
+		if seen >= max(rank, 1) {
+			return liveBucketMax(i)
 		}
 	}
-	return ops, errs, liveBucketMax(liveBuckets - 1)
+	return liveBucketMax(liveBuckets - 1)
 }

@@ -34,11 +34,15 @@ func TestLiveSnapshotGivesTheLastIntervalsP99(t *testing.T) {
 	s.record(50*time.Millisecond, true)
 	var after liveSnapshot
 	after.add(&s)
-	ops, errs, p99 := after.since(&before)
+	iv := after.since(&before)
+	ops, errs, p99 := iv.ops, iv.errors, iv.percentile(99)
 	if ops != 100 || errs != 2 {
 		t.Errorf("ops, errors = %d, %d; want 100, 2", ops, errs)
 	}
 	if p99 < 50000 || p99 > 50000*9/8 {
 		t.Errorf("p99 = %dµs, want about 50ms: 2 of the last 100 requests took that long", p99)
+	}
+	if p50, p98 := iv.percentile(50), iv.percentile(98); p50 != liveBucketMax(liveBucket(100)) || p98 != p50 {
+		t.Errorf("p50, p98 = %dµs, %dµs; want both the bucket of 100µs", p50, p98)
 	}
 }

@@ -8,11 +8,14 @@ import (
 	"runtime"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Report is what a load test prints and saves.
+// Report is what a load test prints and saves. Its Write methods only read
+// it and what it points to, so several may run at once, but not while the
+// Report or its results are being modified.
 type Report struct {
 	Config Config      // as run
 	Result *Result     // the run; for a ramp, RampResult.Best
@@ -25,6 +28,9 @@ var reportPercentiles = []float64{50, 90, 99, 99.9}
 // WriteTable writes the report as text tables.
 func (rep *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
+	if note := rep.partialNote(); note != "" {
+		fmt.Fprintln(&b, note)
+	}
 	for _, l := range describe(rep.Config, rep.Ramp != nil) {
 		fmt.Fprintln(&b, l)
 	}
@@ -32,27 +38,26 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	cols := "ops/s\tops\terrors\ttimeouts\tmisses\tp50\tp90\tp99\tp99.9\tmax\t"
 	if rep.Ramp != nil {
-		fmt.Fprintln(tw, "rate\t"+cols+"lag p99\theld\t")
+		fmt.Fprintln(tw, "rate\t"+cols+"lag p99\tobserved p99\theld\t")
 		for _, s := range rep.Ramp.Steps {
-			held := "yes"
-			if !s.Held {
-				held = "no: " + s.Why
-			}
-			fmt.Fprintf(tw, "%.0f\t%s%s\t%s\t\n", s.Rate, resultRow(s.Result), formatMicros(lagP99(s.Result)), held)
+			fmt.Fprintf(tw, "%.0f\t%s%s\t%s\t%s\t\n", s.Rate, resultRow(s.Result),
+				formatMicros(lagP99(s.Result)), formatMicros(observedP99(s.Result)), heldCell(&s))
 		}
 	} else if rep.Result != nil {
 		fmt.Fprintln(tw, cols)
 		fmt.Fprintln(tw, resultRow(rep.Result))
 	}
 	tw.Flush()
-	if r := rep.Result; rep.Ramp == nil && r != nil && r.Rate > 0 && r.SendLag != nil {
-		fmt.Fprintf(&b, "\nharness send lag, left out of the latency above: p50 %s, p99 %s, max %s\n",
-			formatMicros(r.SendLag.ValueAtPercentile(50)), formatMicros(r.SendLag.ValueAtPercentile(99)), formatMicros(r.SendLag.Max()))
+	if r := rep.Result; rep.Ramp == nil && r != nil && r.SendLag != nil {
+		fmt.Fprintf(&b, "\nharness send lag, left out of the latency above: %s\n", histSummary(r.SendLag, 50, 99))
+		if r.Observed != nil {
+			fmt.Fprintf(&b, "observed, from due to reply with that lag:     %s\n", histSummary(r.Observed, reportPercentiles...))
+		}
 	}
 	if rep.Ramp != nil {
-		fmt.Fprintln(&b, "\nlag p99: how late the harness sent requests (timer slack, scheduling); left out of the latency")
-	}
-	if rep.Ramp != nil {
+		fmt.Fprintf(&b, "\nlag p99: how late the harness sent requests (timer slack, scheduling); left out of the latency\n"+
+			"observed p99: from due to reply as it happened, lag included\n"+
+			"a step whose lag p99 is above %.0f%% of the objective is harness-limited: it does not hold\n", 100*HarnessLagShare)
 		fmt.Fprintln(&b)
 		fmt.Fprintln(&b, rep.Ramp.Verdict())
 	}
@@ -64,15 +69,59 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	return err
 }
 
-// Verdict says what rate the ramp held: "holds R req/s at p99 < D".
+// Verdict says what rate the ramp held: "holds R req/s at p99 < D", and
+// whether it was stopped before it ended.
 func (rr *RampResult) Verdict() string {
-	if rr.Held > 0 {
-		return fmt.Sprintf("holds %.0f req/s at p99 < %v", rr.Held, rr.Plan.SLO)
+	var v string
+	var last *Step
+	if n := len(rr.Steps); n > 0 {
+		last = &rr.Steps[n-1]
 	}
-	if len(rr.Steps) == 0 {
-		return "no step ran"
+	switch {
+	case last != nil && !last.Held && last.onlyHarnessLimited():
+		late := fmt.Sprintf("the harness could not send %.0f req/s on time (send lag p99 %v > %.0f%% of the objective)",
+			last.Rate, time.Duration(lagP99(last.Result))*time.Microsecond, 100*HarnessLagShare)
+		if rr.Held > 0 {
+			v = fmt.Sprintf("holds at least %.0f req/s at p99 < %v: %s, so higher rates were not measured", rr.Held, rr.Plan.SLO, late)
+		} else {
+			v = fmt.Sprintf("measured no rate at p99 < %v: %s", rr.Plan.SLO, late)
+		}
+	case rr.Held > 0:
+		v = fmt.Sprintf("holds %.0f req/s at p99 < %v", rr.Held, rr.Plan.SLO)
+	case last == nil:
+		v = "no step ran"
+	case rr.Steps[0].Result.Partial:
+		v = "no step ended"
+	default:
+		v = fmt.Sprintf("holds no step at p99 < %v: %.0f req/s already failed (%s)", rr.Plan.SLO, rr.Steps[0].Rate, rr.Steps[0].Why)
 	}
-	return fmt.Sprintf("holds no step at p99 < %v: %.0f req/s already failed (%s)", rr.Plan.SLO, rr.Steps[0].Rate, rr.Steps[0].Why)
+	if rr.Stopped {
+		if n := len(rr.Steps); n > 0 && rr.Steps[n-1].Result.Partial {
+			v += fmt.Sprintf("; stopped during the %.0f req/s step, higher rates not tried", rr.Steps[n-1].Rate)
+		} else {
+			v += fmt.Sprintf("; stopped before the %.0f req/s step", rr.Plan.Rate(n))
+		}
+	}
+	return v
+}
+
+// Partial reports whether the run or ramp was stopped before it ended.
+func (rep *Report) Partial() bool {
+	return (rep.Ramp != nil && rep.Ramp.Stopped) || (rep.Ramp == nil && rep.Result != nil && rep.Result.Partial)
+}
+
+// partialNote says how the run was cut short, or "" if it was not.
+func (rep *Report) partialNote() string {
+	switch {
+	case !rep.Partial():
+		return ""
+	case rep.Ramp != nil:
+		return "PARTIAL: the ramp was stopped before it ended"
+	case rep.Result.Duration == 0:
+		return "PARTIAL: the run was stopped during warmup; nothing was measured"
+	}
+	return fmt.Sprintf("PARTIAL: the run was stopped after %v of the %v to measure; the figures are those of that part",
+		rep.Result.Duration.Round(time.Millisecond), rep.Config.withDefaults().Duration)
 }
 
 // lagP99 returns the p99 of r's send lag in µs, 0 without one.
@@ -81,6 +130,31 @@ func lagP99(r *Result) int64 {
 		return 0
 	}
 	return r.SendLag.ValueAtPercentile(99)
+}
+
+// observedP99 returns the p99 of r's observed latency in µs, 0 without one.
+func observedP99(r *Result) int64 {
+	if r.Observed == nil {
+		return 0
+	}
+	return r.Observed.ValueAtPercentile(99)
+}
+
+// histSummary lists h's percentiles ps and its maximum: "p50 1ms, ... max 3ms".
+func histSummary(h *hdrhistogram.Histogram, ps ...float64) string {
+	var parts []string
+	for _, p := range ps {
+		parts = append(parts, fmt.Sprintf("p%g %s", p, formatMicros(h.ValueAtPercentile(p))))
+	}
+	return strings.Join(append(parts, "max "+formatMicros(h.Max())), ", ")
+}
+
+// heldCell says whether s held, and if not, why.
+func heldCell(s *Step) string {
+	if s.Held {
+		return "yes"
+	}
+	return "no: " + s.Why
 }
 
 // resultRow is one tab-separated table row, ending in a tab.
@@ -155,9 +229,11 @@ func writeStatsTable(w io.Writer, s *StatsDelta) {
 // jsonReport is the JSON form of a Report.
 type jsonReport struct {
 	jsonResult
+	Partial     bool        `json:"partial"` // stopped before it ended
 	Config      jsonConfig  `json:"config"`
 	Steps       []jsonStep  `json:"steps,omitempty"`
 	HeldRate    *float64    `json:"held_rate,omitempty"`
+	Verdict     string      `json:"verdict,omitempty"` // a ramp's
 	SLOP99us    *int64      `json:"slo_p99_us,omitempty"`
 	Percentiles []jsonPoint `json:"percentiles,omitempty"`
 	Stats       *StatsDelta `json:"stats,omitempty"`
@@ -178,14 +254,33 @@ type jsonResult struct {
 	DurationS float64 `json:"duration_s"`
 	LagP99us  *int64  `json:"send_lag_p99_us,omitempty"` // open loop only
 	LagMaxUS  *int64  `json:"send_lag_max_us,omitempty"` // open loop only
+
+	// Open loop only: the latency from due to reply as it happened.
+	ObservedP50us  *int64 `json:"observed_p50_us,omitempty"`
+	ObservedP99us  *int64 `json:"observed_p99_us,omitempty"`
+	ObservedP999us *int64 `json:"observed_p999_us,omitempty"`
+	ObservedMaxUS  *int64 `json:"observed_max_us,omitempty"`
+
+	PerSecond []jsonSecond `json:"per_second,omitempty"`
+}
+
+// jsonSecond is a Second.
+type jsonSecond struct {
+	AtS       float64 `json:"t_s"` // the end of the second, from the start of the measured time
+	OpsPerSec float64 `json:"ops_per_sec"`
+	P50us     int64   `json:"p50_us"`
+	P99us     int64   `json:"p99_us"`
+	Errors    uint64  `json:"errors"`
 }
 
 type jsonStep struct {
 	Rate float64 `json:"rate"`
 	jsonResult
-	Held  bool        `json:"held"`
-	Why   string      `json:"why,omitempty"`
-	Stats *StatsDelta `json:"stats,omitempty"`
+	Partial        bool        `json:"partial,omitempty"` // the step ctx cut short
+	HarnessLimited bool        `json:"harness_limited"`   // the harness could not send on time
+	Held           bool        `json:"held"`
+	Why            string      `json:"why,omitempty"`
+	Stats          *StatsDelta `json:"stats,omitempty"`
 }
 
 type jsonConfig struct {
@@ -227,9 +322,18 @@ func newJSONResult(r *Result) jsonResult {
 		Errors: r.Errors, Timeouts: r.Timeouts, Misses: r.Misses, Hits: r.Hits, Ops: r.Ops,
 		DurationS: r.Duration.Seconds(),
 	}
-	if r.Rate > 0 && r.SendLag != nil {
+	if r.SendLag != nil {
 		p99, lagMax := r.SendLag.ValueAtPercentile(99), r.SendLag.Max()
 		j.LagP99us, j.LagMaxUS = &p99, &lagMax
+	}
+	if r.Observed != nil {
+		o := r.Observed.ValueAtPercentiles(reportPercentiles)
+		p50, p99, p999, omax := o[50], o[99], o[99.9], r.Observed.Max()
+		j.ObservedP50us, j.ObservedP99us, j.ObservedP999us, j.ObservedMaxUS = &p50, &p99, &p999, &omax
+	}
+	for _, s := range r.Seconds {
+		j.PerSecond = append(j.PerSecond, jsonSecond{AtS: s.At.Seconds(), OpsPerSec: s.OpsPerSec,
+			P50us: s.P50.Microseconds(), P99us: s.P99.Microseconds(), Errors: s.Errors})
 	}
 	return j
 }
@@ -259,7 +363,7 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 	if rep.Ramp != nil {
 		plan = &rep.Ramp.Plan
 	}
-	j := jsonReport{Config: newJSONConfig(rep.Config, plan)}
+	j := jsonReport{Config: newJSONConfig(rep.Config, plan), Partial: rep.Partial()}
 	if rep.Result != nil {
 		j.jsonResult = newJSONResult(rep.Result)
 		j.Stats = rep.Result.Stats
@@ -271,10 +375,11 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 	if rep.Ramp != nil {
 		held := rep.Ramp.Held
 		slo := rep.Ramp.Plan.SLO.Microseconds()
-		j.HeldRate, j.SLOP99us = &held, &slo
+		j.HeldRate, j.SLOP99us, j.Verdict = &held, &slo, rep.Ramp.Verdict()
 		j.Steps = []jsonStep{}
 		for _, s := range rep.Ramp.Steps {
-			j.Steps = append(j.Steps, jsonStep{Rate: s.Rate, jsonResult: newJSONResult(s.Result), Held: s.Held, Why: s.Why, Stats: s.Result.Stats})
+			j.Steps = append(j.Steps, jsonStep{Rate: s.Rate, jsonResult: newJSONResult(s.Result), Partial: s.Result.Partial,
+				HarnessLimited: s.HarnessLimited, Held: s.Held, Why: s.Why, Stats: s.Result.Stats})
 		}
 	}
 	enc := json.NewEncoder(w)

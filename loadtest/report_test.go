@@ -143,8 +143,14 @@ func TestHTMLReportIsSelfContained(t *testing.T) {
 		{Rate: 100, Result: fakeResult(100, 200, 1, 2*time.Second), Held: true},
 		{Rate: 200, Result: fakeResult(200, 400, 10, 2*time.Second), Why: "p99 > 1ms"},
 	}}
+	run := fakeResult(0, 5000, 1, 3*time.Second)
+	run.Seconds = []Second{
+		{At: time.Second, OpsPerSec: 1600, P50: 2 * time.Millisecond, P99: 5 * time.Millisecond},
+		{At: 2 * time.Second, OpsPerSec: 1700, P50: 2 * time.Millisecond, P99: 6 * time.Millisecond},
+		{At: 3 * time.Second, OpsPerSec: 1700, P50: 3 * time.Millisecond, P99: 40 * time.Millisecond, Errors: 3},
+	}
 	for name, rep := range map[string]*Report{
-		"run":  {Config: Config{Addr: "<a>:1"}, Result: fakeResult(0, 5000, 1, time.Second)},
+		"run":  {Config: Config{Addr: "<a>:1"}, Result: run},
 		"ramp": {Config: Config{Addr: "a:1"}, Result: rr.Best(), Ramp: rr},
 	} {
 		var buf bytes.Buffer
@@ -160,14 +166,101 @@ func TestHTMLReportIsSelfContained(t *testing.T) {
 		if strings.Count(page, "http") != strings.Count(page, `xmlns="http://www.w3.org/2000/svg"`) {
 			t.Errorf("%s: page refers to something outside itself", name)
 		}
-		want := []string{"<svg", "Latency by percentile", "99.9%"}
+		want := []string{"<svg", "Latency by percentile", "99.9%", "Latency over throughput"}
 		if name == "ramp" {
-			want = append(want, "Latency over throughput", "holds 100 req/s", "p99 objective")
+			want = append(want, "holds 100 req/s", "p99 objective")
+		} else {
+			want = append(want, "one second of the measured time")
 		}
 		for _, w := range want {
 			if !strings.Contains(page, w) {
 				t.Errorf("%s: page lacks %q", name, w)
 			}
 		}
+	}
+}
+
+func TestPartialRunIsLabelledSo(t *testing.T) {
+	cfg := Config{Addr: "a:1", Mix: Mix{Get: 1}, Duration: 10 * time.Second}
+	partial := fakeResult(0, 1000, 1, 3200*time.Millisecond)
+	partial.Partial = true
+	for _, tt := range []struct {
+		res  *Result
+		want bool
+	}{{partial, true}, {fakeResult(0, 1000, 1, 10*time.Second), false}} {
+		rep := &Report{Config: cfg, Result: tt.res}
+		var table, js, page bytes.Buffer
+		if err := rep.WriteTable(&table); err != nil {
+			t.Fatal(err)
+		}
+		if err := rep.WriteJSON(&js); err != nil {
+			t.Fatal(err)
+		}
+		if err := rep.WriteHTML(&page); err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Partial *bool `json:"partial"`
+		}
+		if err := json.Unmarshal(js.Bytes(), &got); err != nil || got.Partial == nil || *got.Partial != tt.want {
+			t.Errorf("partial %v: JSON partial = %v (%v), want %v", tt.want, got.Partial, err, tt.want)
+		}
+		const note = "PARTIAL: the run was stopped after 3.2s of the 10s to measure"
+		if strings.HasPrefix(table.String(), note) != tt.want || strings.Contains(page.String(), note) != tt.want {
+			t.Errorf("partial %v: table and page say partial %v, %v, want %v:\n%s",
+				tt.want, strings.HasPrefix(table.String(), note), strings.Contains(page.String(), note), tt.want, table.String())
+		}
+	}
+}
+
+// lagged returns r with a send lag of lag µs and an observed latency of
+// its own latency plus lag, for every request.
+func lagged(r *Result, lag int64) *Result {
+	r.SendLag, r.Observed = newHistogram(), newHistogram()
+	_ = r.SendLag.RecordValues(lag, r.Latency.TotalCount())
+	_ = r.Observed.RecordValues(r.Latency.Max()+lag, r.Latency.TotalCount())
+	return r
+}
+
+func TestReportsFlagHarnessLimitedSteps(t *testing.T) {
+	rr := &RampResult{Plan: RampPlan{Start: 100, Step: 100, Max: 300, SLO: 10 * time.Millisecond}, Held: 100, Steps: []Step{
+		{Rate: 100, Result: lagged(fakeResult(100, 200, 1, 2*time.Second), 50), Held: true},
+		{Rate: 200, Result: lagged(fakeResult(200, 400, 1, 2*time.Second), 1500), HarnessLimited: true,
+			Why: "harness-limited: send lag p99 1.5ms > 10% of the objective"},
+	}}
+	rep := &Report{Config: Config{Addr: "a:1", Mix: Mix{Get: 1}}, Result: rr.Best(), Ramp: rr}
+	var table, js, page bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"observed p99", "no: harness-limited: send lag p99 1.5ms", "holds at least 100 req/s at p99 < 10ms"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+		if !strings.Contains(page.String(), esc(want)) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	var got struct {
+		Verdict string `json:"verdict"`
+		Steps   []struct {
+			HarnessLimited bool   `json:"harness_limited"`
+			ObservedP99us  *int64 `json:"observed_p99_us"`
+			LagP99us       *int64 `json:"send_lag_p99_us"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Steps) != 2 || got.Steps[0].HarnessLimited || !got.Steps[1].HarnessLimited ||
+		got.Steps[1].ObservedP99us == nil || *got.Steps[1].ObservedP99us != 1900 || *got.Steps[1].LagP99us != 1500 ||
+		!strings.HasPrefix(got.Verdict, "holds at least 100 req/s") {
+		t.Errorf("JSON:\n%s", js.Bytes())
 	}
 }

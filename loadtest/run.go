@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,18 +17,21 @@ import (
 )
 
 // Config describes a load test. Zero values mean the documented defaults.
+// Run, Ramp and Fill take a copy and modify nothing, so one Config may be
+// used by several at once, as long as Progress, which each run writes
+// from a goroutine of its own, is safe for concurrent writes.
 type Config struct {
 	Addr   string // target, "host:port"; required
-	Prefix string // keys are Prefix+"1" .. Prefix+Keys
+	Prefix string // keys are Prefix+"1" .. Prefix+Keys: no spaces or control characters, at most 250 bytes
 	Keys   int    // number of keys; zero means 100000
 
-	Zipf        float64 // zipfian exponent θ of key popularity (NewZipf); zero means uniform
+	Zipf        float64 // zipfian exponent θ ≥ 0 of key popularity (NewZipf); zero means uniform
 	Hotspot     bool    // HotspotOps of the requests go to HotspotKeys of the keys (NewHotspot)
 	HotspotKeys float64 // zero means 0.2
 	HotspotOps  float64 // zero means 0.8
 
 	Mix       Mix // request shares; at least one must be above zero
-	ValueSize int // bytes per set; zero means 200
+	ValueSize int // bytes per set; zero means empty values
 
 	Conns    int           // connections, one goroutine each; zero means 32
 	Duration time.Duration // measured time; zero means 10 s
@@ -55,9 +61,6 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Mix.MGetKeys == 0 {
 		cfg.Mix.MGetKeys = 10
 	}
-	if cfg.ValueSize == 0 {
-		cfg.ValueSize = 200
-	}
 	if cfg.Conns == 0 {
 		cfg.Conns = 32
 	}
@@ -84,6 +87,9 @@ func (cfg Config) Validate() error {
 	return err
 }
 
+// maxKeySize is the longest key memcached takes.
+const maxKeySize = 250
+
 // validate reports the first problem of a cfg with defaults applied, except
 // those of the key distribution and the mix, which newWorkload reports.
 func (cfg *Config) validate() error {
@@ -92,6 +98,13 @@ func (cfg *Config) validate() error {
 		return errors.New("loadtest: no target address")
 	case cfg.Keys < 1:
 		return fmt.Errorf("loadtest: %d keys: need at least one", cfg.Keys)
+	case strings.IndexFunc(cfg.Prefix, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return fmt.Errorf("loadtest: prefix %q: keys must not hold spaces or control characters", cfg.Prefix)
+	case len(cfg.Prefix)+len(strconv.Itoa(cfg.Keys)) > maxKeySize:
+		return fmt.Errorf("loadtest: key %.20s…%d is %d bytes long, more than memcached's %d", cfg.Prefix, cfg.Keys,
+			len(cfg.Prefix)+len(strconv.Itoa(cfg.Keys)), maxKeySize)
+	case !(cfg.Zipf >= 0) || math.IsInf(cfg.Zipf, 0): // NaN fails every comparison
+		return fmt.Errorf("loadtest: zipf θ %v: want a finite number ≥ 0 (0 is uniform)", cfg.Zipf)
 	case cfg.Hotspot && cfg.Zipf > 0:
 		return errors.New("loadtest: choose a hotspot or a zipfian distribution, not both")
 	case cfg.Mix.MGetKeys < 1:
@@ -102,16 +115,23 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("loadtest: %d connections: need at least one", cfg.Conns)
 	case cfg.Duration < 0 || cfg.Warmup < 0 || cfg.Grace < 0:
 		return errors.New("loadtest: durations must not be negative")
-	case cfg.Rate < 0:
-		return fmt.Errorf("loadtest: rate %v is negative", cfg.Rate)
+	case !(cfg.Rate >= 0) || math.IsInf(cfg.Rate, 0):
+		return fmt.Errorf("loadtest: rate %v: want a finite rate ≥ 0 (0 is closed loop)", cfg.Rate)
 	}
 	return nil
 }
 
-// Result is what one run, or one ramp step, measured.
+// Result is what one run, or one ramp step, measured. Nothing modifies a
+// Result once Run or Ramp has returned it, and its methods only read it,
+// so it is safe for concurrent use unless the caller modifies it.
 type Result struct {
 	Rate     float64       // offered requests/s in open loop; zero in closed loop
-	Duration time.Duration // the measured time
+	Duration time.Duration // the measured time; for a partial result, the part measured
+
+	// Partial is set when ctx ended the run before its end: the figures
+	// are those of the part measured until then (none if it ended during
+	// warmup), and the requests in flight then are left out.
+	Partial bool
 
 	// Ops counts the requests due in the measured time that completed, with
 	// or without error; Errors those of them that failed: error replies,
@@ -122,8 +142,10 @@ type Result struct {
 	Hits, Misses          int64 // keys found and not found by gets and multi-gets
 
 	// Latency holds every counted request's latency in µs, timeouts
-	// included with the time they had waited: from the send in closed loop,
-	// from the time the request was due in open loop.
+	// included with the time they had waited: from the send in closed loop;
+	// in open loop, from the time the request was due to the reply that a
+	// punctual harness would have seen, which leaves out the harness's own
+	// lateness in sending (see SendLag) but not the target's stalls.
 	Latency *hdrhistogram.Histogram
 
 	// SendLag holds, in open loop (nil in closed loop), how much later than a punctual
@@ -132,7 +154,28 @@ type Result struct {
 	// the harness, not the target, could not keep the schedule.
 	SendLag *hdrhistogram.Histogram
 
+	// Observed holds, in open loop (nil in closed loop), each counted
+	// request's latency in µs from the time it was due to its reply as it
+	// actually happened: Latency plus the harness's lateness and the
+	// queueing that lateness caused. It is what a client sending on this
+	// harness's schedule saw; Latency is the target's share of it.
+	Observed *hdrhistogram.Histogram
+
 	Stats *StatsDelta // the target's counters; nil unless Config.Stats
+
+	// Seconds are the measured time second by second, as the progress
+	// lines saw it.
+	Seconds []Second
+}
+
+// Second is one second of a run as its progress line saw it: the requests
+// that completed in it, whenever they were due, their p50 and p99 (rounded
+// up, to within 12.5%), and the errors among them.
+type Second struct {
+	At        time.Duration // the end of the second, from the start of the measured time
+	OpsPerSec float64
+	P50, P99  time.Duration
+	Errors    uint64
 }
 
 // OpsPerSec returns the completed requests per second of measured time.
@@ -163,7 +206,8 @@ func (r *Result) FailureRate() float64 {
 // Run runs one load test: cfg.Warmup of load, then cfg.Duration measured.
 // It returns an error if the configuration is wrong, if the first connections
 // cannot be made, or if ctx ends first; errors during the run are counted,
-// not returned.
+// not returned. When ctx ends first, Run returns the partial Result
+// (Result.Partial) with ctx's error.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r, err := newRunner(ctx, cfg)
 	if err != nil {
@@ -227,6 +271,8 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 	ph.end = ph.measure.Add(r.cfg.Duration)
 	ph.stop = ph.end.Add(r.cfg.Grace)
 
+	m := newMonitor(r, ph, label) // before the workers start: it snapshots their counters
+	m.before = before
 	phaseCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var aborted atomic.Bool
@@ -237,7 +283,6 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 
-	m := monitor{r: r, ph: ph, label: label, before: before}
 	m.watch(ctx, done, func() {
 		aborted.Store(true)
 		cancel()
@@ -248,6 +293,7 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 		}
 	})
 	res := r.collect(ph)
+	res.Seconds = m.seconds
 	if r.cfg.Stats {
 		res.Stats = diffStats(m.before, m.after, res.Ops)
 	}
@@ -259,15 +305,16 @@ func (r *runner) phase(ctx context.Context, rate float64, label string) (*Result
 
 // collect merges the workers' measurements of ph.
 func (r *runner) collect(ph *phase) *Result {
-	res := &Result{Rate: ph.rate, Duration: ph.end.Sub(ph.measure), Latency: newHistogram()}
+	res := &Result{Rate: ph.rate, Duration: max(0, ph.measuredEnd().Sub(ph.measure)), Partial: !ph.cutAt().IsZero(), Latency: newHistogram()}
 	if ph.rate > 0 {
-		res.SendLag = newHistogram()
+		res.SendLag, res.Observed = newHistogram(), newHistogram()
 	}
 	var t tally
 	for _, w := range r.workers {
 		res.Latency.Merge(w.hist)
 		if res.SendLag != nil {
 			res.SendLag.Merge(w.lag)
+			res.Observed.Merge(w.obs)
 		}
 		t.add(w.tally)
 	}

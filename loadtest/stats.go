@@ -15,10 +15,19 @@ import (
 // statsTimeout bounds reading the target's stats.
 const statsTimeout = 2 * time.Second
 
-// statsCounters are the substrings that select the counters a report shows:
-// memcached's get_hits and get_misses, objcache's hot_hits, db_queries,
-// db_ids and fills.
-var statsCounters = []string{"hits", "misses", "queries", "ids", "fills"}
+// statsCounters are the counters a report shows, by exact name: the hits
+// and misses of gets (memcached's and objcache's) and of deletes
+// (memcached's), objcache's per tier, its loads, fills and backend errors,
+// and its loader's database counters (see loader.Loader.Counters).
+var statsCounters = map[string]bool{
+	"get_hits": true, "get_misses": true, "delete_hits": true, "delete_misses": true,
+	"hot_hits": true, "hot_misses": true, "node_hits": true, "node_misses": true, "negative_hits": true,
+	"loads": true, "load_joined": true, "load_errors": true,
+	"fills_stored": true, "fills_refused": true, "fills_skipped": true, "tombstones": true, "backend_errors": true,
+	"db_loads": true, "db_ids": true, "db_coalesced": true, "db_batches": true, "db_queries": true,
+	"db_ids_queried": true, "db_rows": true, "db_errors": true, "db_unavailable": true,
+	"db_canceled": true, "db_abandoned": true, "db_fast_failures": true, "db_overloaded": true,
+}
 
 // errNoStats reports a target that answers stats with an error or by closing
 // the connection, as nutcracker does.
@@ -41,9 +50,10 @@ type CounterDelta struct {
 	PerOp  float64 `json:"per_op"` // per request the harness completed
 }
 
-// Ratio is a figure derived from two counters, such as get_hit_ratio =
-// get_hits / (get_hits + get_misses) or db_ids_per_query = db_ids /
-// db_queries.
+// Ratio is a figure derived from two counters: X_hit_ratio = X_hits /
+// (X_hits + X_misses) for the gets, deletes, hot tier and nodes, and
+// db_ids_per_query = db_ids_queried / db_queries, the ids in each database
+// query (db_ids counts those asked of the loader, before coalescing).
 type Ratio struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
@@ -102,9 +112,9 @@ func readStats(ctx context.Context, addr string) (map[string]float64, error) {
 	}
 }
 
-// diffStats reports the counters selected by statsCounters that both samples
-// have, and the ratios derived from them; ops is the harness's request count
-// for the same time.
+// diffStats reports the counters of statsCounters that both samples have,
+// and the ratios derived from them; ops is the harness's request count for
+// the same time.
 func diffStats(before, after statsSample, ops int64) *StatsDelta {
 	d := &StatsDelta{}
 	switch {
@@ -122,7 +132,7 @@ func diffStats(before, after statsSample, ops int64) *StatsDelta {
 	delta := make(map[string]float64)
 	for name, v := range after.vals {
 		b, ok := before.vals[name]
-		if !ok || !selected(name) {
+		if !ok || !statsCounters[name] {
 			continue
 		}
 		delta[name] = v - b
@@ -143,21 +153,12 @@ func diffStats(before, after statsSample, ops int64) *StatsDelta {
 	slices.Sort(d.Unchanged)
 	d.Ratios = ratios(delta)
 	if len(d.Counters) == 0 && len(d.Unchanged) == 0 {
-		d.Unavailable = "the target has no hits, misses, queries, ids or fills counters"
+		d.Unavailable = "the target has none of the hits, misses, database or fills counters"
 	}
 	return d
 }
 
-func selected(name string) bool {
-	for _, s := range statsCounters {
-		if strings.Contains(name, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// ratios pairs X_hits with X_misses and X_ids with X_queries.
+// ratios pairs X_hits with X_misses, and db_ids_queried with db_queries.
 func ratios(delta map[string]float64) []Ratio {
 	var out []Ratio
 	for name, v := range delta {
@@ -166,11 +167,9 @@ func ratios(delta map[string]float64) []Ratio {
 				out = append(out, Ratio{Name: p + "hit_ratio", Value: v / (v + m)})
 			}
 		}
-		if p, ok := strings.CutSuffix(name, "ids"); ok {
-			if q, ok := delta[p+"queries"]; ok && q > 0 {
-				out = append(out, Ratio{Name: p + "ids_per_query", Value: v / q})
-			}
-		}
+	}
+	if q, ok := delta["db_queries"]; ok && q > 0 {
+		out = append(out, Ratio{Name: "db_ids_per_query", Value: delta["db_ids_queried"] / q})
 	}
 	slices.SortFunc(out, func(a, b Ratio) int { return strings.Compare(a.Name, b.Name) })
 	return out

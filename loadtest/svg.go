@@ -33,6 +33,7 @@ type series struct {
 	color       string
 	pts         []point
 	markersOnly bool // draw the points alone, not joined
+	rings       bool // draw the markers as rings, around the points of other series
 }
 
 type point struct{ x, y float64 }
@@ -190,6 +191,10 @@ func (c *chart) renderSeries(b *strings.Builder, s series) {
 	if s.markersOnly || len(s.pts) < 20 {
 		for _, p := range s.pts {
 			x, y := c.px(p.x, p.y)
+			if s.rings {
+				fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="8" fill="none" stroke="%s" stroke-width="2"/>`, x, y, s.color)
+				continue
+			}
 			fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`, x, y, s.color)
 		}
 		b.WriteString("\n")

@@ -57,6 +57,7 @@ type worker struct {
 	cur   atomic.Pointer[client]  // c, for the runner's Abort
 	hist  *hdrhistogram.Histogram // latencies of the current phase's measured requests
 	lag   *hdrhistogram.Histogram // open loop: how late the harness sent them (see request); nil until then
+	obs   *hdrhistogram.Histogram // open loop: from due to the reply as it happened; nil until then
 	tally tally
 	live  liveStats
 
@@ -68,10 +69,39 @@ type worker struct {
 // phase is one stretch of load at one rate: requests due from start on are
 // sent, those due from measure on are measured, none due at or after end is
 // sent, and at stop whatever is still in flight or unsent is a timeout.
+//
+// When the run's ctx ends first, the phase is cut: the monitor stores the
+// time (cut) before it aborts the workers. The measured window then ends
+// at the cut; requests due after it do not count, and those in flight or
+// waiting to be sent at the cut count neither as answered nor as
+// timeouts: nobody knows how long they would have taken.
 type phase struct {
 	rate                      float64 // requests per second over all connections; 0 is closed loop
 	conns                     int
 	start, measure, end, stop time.Time
+	cut                       atomic.Int64 // UnixNano when ctx ended the phase; 0 if it did not
+}
+
+// cutAt returns when ctx ended the phase, or the zero time.
+func (ph *phase) cutAt() time.Time {
+	if ns := ph.cut.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// measuredEnd returns the end of the measured window: end, or the cut if
+// it came first.
+func (ph *phase) measuredEnd() time.Time {
+	if cut := ph.cutAt(); !cut.IsZero() && cut.Before(ph.end) {
+		return cut
+	}
+	return ph.end
+}
+
+// measured reports whether a request due at due is measured.
+func (ph *phase) measured(due time.Time) bool {
+	return !due.Before(ph.measure) && due.Before(ph.measuredEnd())
 }
 
 // run runs w's part of ph until end, or until aborted is set. The caller
@@ -91,10 +121,11 @@ func (w *worker) run(ctx context.Context, ph *phase, aborted *atomic.Bool) {
 	}
 	open := ph.rate > 0
 	if open && w.lag == nil {
-		w.lag = newHistogram()
+		w.lag, w.obs = newHistogram(), newHistogram()
 	}
 	if w.lag != nil {
 		w.lag.Reset()
+		w.obs.Reset()
 	}
 	var offset, interval float64 // ns: this connection's first due time after start, and its spacing
 	if open {
@@ -110,7 +141,7 @@ func (w *worker) run(ctx context.Context, ph *phase, aborted *atomic.Bool) {
 			return
 		}
 		if aborted.Load() || (open && !sleepUntil(due, aborted)) {
-			if open {
+			if open && ph.cutAt().IsZero() {
 				w.unsent(ph, offset, interval, i)
 			}
 			return
@@ -134,26 +165,35 @@ func (w *worker) run(ctx context.Context, ph *phase, aborted *atomic.Bool) {
 // sending is not charged: Go's timers wake up to a millisecond late,
 // which would otherwise add up to a millisecond to every request of an idle
 // connection and, at rates above a thousand per second per connection, to
-// every request queued behind it. That lateness is recorded as the send lag.
+// every request queued behind it. That lateness is recorded as the send lag,
+// and the latency as it happened, from due to the reply, as observed.
 func (w *worker) request(ctx context.Context, ph *phase, due time.Time, open bool) {
 	sent := due // in closed loop, run has just read the clock
 	if open {
 		sent = time.Now()
 	}
 	hits, misses, err := w.do(ctx)
-	took := time.Since(sent)
+	w.account(ph, due, sent, time.Now(), open, hits, misses, err != nil)
+}
+
+// account does the bookkeeping of one request due at due, sent at sent and
+// answered (or failed) at replied: everything request does but the I/O.
+func (w *worker) account(ph *phase, due, sent, replied time.Time, open bool, hits, misses int, failed bool) {
+	took := replied.Sub(sent)
+	var lag time.Duration
 	if open {
-		var lag time.Duration
 		took, lag = w.punctual(due, sent, took)
-		if !due.Before(ph.measure) {
-			recordLatency(w.lag, lag)
-		}
 	}
-	failed := err != nil
 	w.live.record(took, failed)
-	if !due.Before(ph.measure) {
-		w.count(took, hits, misses, failed, w.aborted.Load())
+	cutOff := failed && w.aborted.Load()
+	if !ph.measured(due) || (cutOff && !ph.cutAt().IsZero()) {
+		return // not measured, or its outcome is unknown (see phase)
 	}
+	if open {
+		recordLatency(w.lag, lag)
+		recordLatency(w.obs, replied.Sub(due))
+	}
+	w.count(took, hits, misses, failed, cutOff)
 }
 
 // punctual returns the latency that a punctual connection would have seen
@@ -168,11 +208,11 @@ func (w *worker) punctual(due, sent time.Time, service time.Duration) (latency, 
 	return w.idleAt.Sub(due), sent.Sub(start)
 }
 
-// count records one measured request. A request that failed after the hard
-// stop was cut off: it is a timeout.
-func (w *worker) count(took time.Duration, hits, misses int, failed, aborted bool) {
+// count records one measured request. A request cut off by the hard stop
+// is a timeout.
+func (w *worker) count(took time.Duration, hits, misses int, failed, cutOff bool) {
 	recordLatency(w.hist, took)
-	if failed && aborted {
+	if cutOff {
 		w.tally.timeouts++
 		return
 	}
@@ -196,6 +236,7 @@ func (w *worker) unsent(ph *phase, offset, interval float64, i int) {
 		}
 		if !due.Before(ph.measure) {
 			recordLatency(w.hist, now.Sub(due))
+			recordLatency(w.obs, now.Sub(due))
 			w.tally.timeouts++
 		}
 	}

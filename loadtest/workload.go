@@ -35,9 +35,31 @@ func newWorkload(cfg *Config) (*workload, error) {
 // request sends one request over c and reads its reply. hits and misses
 // count the keys a get or multi-get found and did not find.
 func (wl *workload) request(c *client, r *rand.Rand) (hits, misses int, err error) {
-	b := c.buf[:0]
-	o := wl.mix.pick(r)
+	var o op
+	var keys int
+	c.buf, o, keys = wl.encode(c.buf[:0], r)
+	if err := c.send(); err != nil {
+		return 0, 0, err
+	}
 	switch o {
+	case opGet, opMGet:
+		hits, err := c.readValues()
+		if err != nil {
+			return 0, 0, err
+		}
+		return hits, max(0, keys-hits), nil
+	case opSet:
+		return 0, 0, c.readStored()
+	default:
+		_, err := c.readDeleted()
+		return 0, 0, err
+	}
+}
+
+// encode appends to b one request of the mix, its op and keys chosen with
+// r, and returns it with the op and how many keys it asks for.
+func (wl *workload) encode(b []byte, r *rand.Rand) ([]byte, op, int) {
+	switch o := wl.mix.pick(r); o {
 	case opGet, opMGet:
 		n := 1
 		if o == opMGet {
@@ -47,27 +69,10 @@ func (wl *workload) request(c *client, r *rand.Rand) (hits, misses int, err erro
 		for range n {
 			b = appendGetKey(b, wl.prefix, wl.keys.Next(r))
 		}
-		c.buf = appendEOL(b)
-		if err := c.send(); err != nil {
-			return 0, 0, err
-		}
-		hits, err := c.readValues()
-		if err != nil {
-			return 0, 0, err
-		}
-		return hits, max(0, n-hits), nil
+		return appendEOL(b), o, n
 	case opSet:
-		c.buf = appendSet(b, wl.prefix, wl.keys.Next(r), wl.value)
-		if err := c.send(); err != nil {
-			return 0, 0, err
-		}
-		return 0, 0, c.readStored()
+		return appendSet(b, wl.prefix, wl.keys.Next(r), wl.value), o, 1
 	default:
-		c.buf = appendDelete(b, wl.prefix, wl.keys.Next(r))
-		if err := c.send(); err != nil {
-			return 0, 0, err
-		}
-		_, err := c.readDeleted()
-		return 0, 0, err
+		return appendDelete(b, wl.prefix, wl.keys.Next(r)), o, 1
 	}
 }
