@@ -35,8 +35,9 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	o.kind = opObjects
 	o.kinds, o.hot, o.epochs, o.node = o.kinds[:0], o.hot[:0], o.epochs[:0], o.node[:0]
 	touch := r.Command == protocol.CmdGat || r.Command == protocol.CmdGats
+	skipHot := earlierWrite(c, o)
 	for _, k := range r.Keys {
-		kind, e, epoch, n := ob.route(k, touch)
+		kind, e, epoch, n := ob.route(k, touch, skipHot)
 		o.kinds = append(o.kinds, kind)
 		o.hot = append(o.hot, e)
 		o.epochs = append(o.epochs, epoch)
@@ -51,13 +52,14 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 }
 
 // route decides how key is served and, when it goes to a node, which.
-func (ob *objects) route(key []byte, touch bool) (keyKind, *hotEntry, uint32, int32) {
+// skipHot sends an object key to its node even when the hot tier has it.
+func (ob *objects) route(key []byte, touch, skipHot bool) (keyKind, *hotEntry, uint32, int32) {
 	if !ob.isObject(key) {
 		return keyPlain, nil, 0, int32(ob.t.pick(key))
 	}
 	var epoch uint32
 	if ob.hot != nil && !touch {
-		if e, ok := ob.hot.get(key); ok {
+		if e, ok := ob.hot.get(key); ok && !skipHot {
 			ob.stats.HotHits.Add(1)
 			return keyHot, e, 0, -1
 		}
@@ -213,8 +215,9 @@ func (ob *objects) writeValues(c *conn, o *op, filled map[int][]byte) {
 
 // dispatchKeyed handles a single-key command on an object key: delete
 // writes a tombstone; incr, decr, append and prepend are refused; set, add,
-// replace, cas and touch pass through after the hot tier's copy is dropped.
-// It returns false when the request goes on the plain way.
+// replace and cas are written by dispatchWrite; touch passes through after
+// the hot tier's copy is dropped. It returns false when the request goes on
+// the plain way.
 func (ob *objects) dispatchKeyed(c *conn, o *op) bool {
 	r := &o.req
 	switch r.Command {
@@ -226,62 +229,137 @@ func (ob *objects) dispatchKeyed(c *conn, o *op) bool {
 	case protocol.CmdDelete:
 		ob.dispatchDelete(c, o)
 		return true
+	case protocol.CmdSet, protocol.CmdAdd, protocol.CmdReplace, protocol.CmdCas:
+		ob.dispatchWrite(c, o)
+		return true
 	}
-	if ob.hot != nil {
-		ob.hot.drop(r.Keys[0])
+	ob.dropHot(r.Keys[0])
+	return false
+}
+
+// A write of an object key drops the key from the hot tier twice: before it
+// is sent, and again once its node has acknowledged it, before the client
+// is answered. The first drop alone is not enough for a client to read its
+// own write. A reader on another connection may read the key's epoch after
+// the first drop, then read the node before the write lands there: its
+// epoch check passes, and it puts the old row back into the hot tier, where
+// the writer's next get would find it. Once the node has acknowledged the
+// write, every node read that starts later sees it; the second drop moves
+// the epoch again, so the readers that started earlier cannot put back what
+// they read. That is why a noreply write is still waited for: only the
+// client's answer is left out.
+//
+// Requests that a client pipelines after a write are dispatched before the
+// write is acknowledged; earlierWrite sends their object keys to the nodes
+// (behind the write, on the same pipe) instead of the hot tier.
+
+// dispatchWrite passes a set, add, replace or cas of an object key to its
+// node, as a call that completeWrite waits for even under noreply.
+func (ob *objects) dispatchWrite(c *conn, o *op) {
+	r := &o.req
+	key := r.Keys[0]
+	ob.dropHot(key)
+	cl := newCall(r.Command)
+	cl.req = appendForward(cl.req, r)
+	ob.t.nodes[ob.t.pick(key)].send(c.slot, cl)
+	o.kind = opWrite
+	o.calls = append(o.calls, cl)
+}
+
+// unlink replaces the value of o's key with a tombstone, for a set that was
+// refused as too large; o's reply is the refusal, written by completeWrite
+// once the tombstone is stored.
+func (ob *objects) unlink(c *conn, o *op) {
+	n, set := ob.tombstoneCall(o.req.Keys[0])
+	n.send(c.slot, set)
+	o.kind = opWrite
+	o.calls = append(o.calls, set)
+}
+
+// completeWrite waits for the node to acknowledge the write, drops the key
+// from the hot tier again, and relays the node's answer unless the client
+// asked for none.
+func (ob *objects) completeWrite(c *conn, o *op) {
+	r := &o.req
+	cl := o.calls[0]
+	cl.wait()
+	ob.dropHot(r.Keys[0])
+	switch {
+	case r.Command == protocol.CmdError: // unlink: the answer is the refusal
+		c.bw.Write(o.local)
+	case r.NoReply:
+	case cl.err != nil:
+		c.bw.Write(errorLine(cl.err))
+	default:
+		c.bw.Write(cl.reply.Raw)
+	}
+}
+
+// earlierWrite reports whether a request before o in its batch writes an
+// object key: its node may not have acknowledged the write yet, so o must
+// not be answered from the hot tier.
+func earlierWrite(c *conn, o *op) bool {
+	for _, p := range c.ops {
+		if p == o {
+			return false
+		}
+		if p.kind == opDelete || p.kind == opWrite {
+			return true
+		}
 	}
 	return false
 }
 
 // dispatchDelete replaces the key with a tombstone, after dropping it from
-// the hot tier (so that this proxy's clients read their own deletes). The
-// tombstone is a plain set: whatever a fill stores after it must cas over it.
-// A gets sent before it tells whether there was a row to delete.
+// the hot tier. The tombstone is a plain set: whatever a fill stores after it
+// must cas over it. A gets sent before it tells whether there was a row to
+// delete; under noreply there is no answer, and no gets.
 func (ob *objects) dispatchDelete(c *conn, o *op) {
 	r := &o.req
-	key := r.Keys[0]
-	if r.NoReply {
-		ob.tombstone(c, key)
-		return
-	}
-	n, set := ob.tombstoneCall(key)
+	n, set := ob.tombstoneCall(r.Keys[0])
 	o.kind = opDelete
-	get := newCall(protocol.CmdGets)
-	get.req = append(get.req, "gets "...)
-	get.req = append(get.req, key...)
-	get.req = append(get.req, '\r', '\n')
-	n.send(c.slot, get)
+	if !r.NoReply {
+		get := newCall(protocol.CmdGets)
+		get.req = append(get.req, "gets "...)
+		get.req = append(get.req, r.Keys[0]...)
+		get.req = append(get.req, '\r', '\n')
+		n.send(c.slot, get)
+		o.calls = append(o.calls, get)
+	}
 	n.send(c.slot, set)
-	o.calls = append(o.calls, get, set)
-}
-
-// tombstone drops key from the hot tier and replaces its value on its node
-// with a tombstone, answering nobody.
-func (ob *objects) tombstone(c *conn, key []byte) {
-	n, set := ob.tombstoneCall(key)
-	set.noreply = true
-	n.send(c.slot, set)
+	o.calls = append(o.calls, set)
 }
 
 // tombstoneCall drops key from the hot tier and returns the set that
 // replaces its value with a tombstone, and the node to send it to.
 func (ob *objects) tombstoneCall(key []byte) (*node, *call) {
-	if ob.hot != nil {
-		ob.hot.drop(key)
-	}
+	ob.dropHot(key)
 	ob.stats.Tombstones.Add(1)
 	set := newCall(protocol.CmdSet)
 	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, ob.tombTTL, tombstone.TombstoneValue, 0)
 	return ob.t.nodes[ob.t.pick(key)], set
 }
 
-// completeDelete answers DELETED when a row was replaced by the tombstone
-// (or the read before it failed, so it may have been), NOT_FOUND when there
-// was none (absent, or a marker).
+// dropHot removes key from the hot tier, if there is one.
+func (ob *objects) dropHot(key []byte) {
+	if ob.hot != nil {
+		ob.hot.drop(key)
+	}
+}
+
+// completeDelete waits for the tombstone, drops the key from the hot tier
+// again, and answers DELETED when a row was replaced by the tombstone (or
+// the read before it failed, so it may have been), NOT_FOUND when there was
+// none (absent, or a marker).
 func (ob *objects) completeDelete(c *conn, o *op) {
-	get, set := o.calls[0], o.calls[1]
-	get.wait()
+	set := o.calls[len(o.calls)-1]
 	set.wait()
+	ob.dropHot(o.req.Keys[0])
+	if o.req.NoReply {
+		return
+	}
+	get := o.calls[0]
+	get.wait()
 	switch {
 	case set.err != nil:
 		c.bw.Write(errorLine(set.err))

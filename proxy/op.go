@@ -18,6 +18,7 @@ const (
 	opStats                 // the proxy's counters, read when the reply is written
 	opObjects               // a retrieval with object keys (objects_op.go)
 	opDelete                // a delete of an object key: a tombstone
+	opWrite                 // a storage command of an object key (objects_op.go)
 )
 
 // op is one client request in flight: what was asked and the backend calls
@@ -66,7 +67,7 @@ func (c *conn) dispatch(o *op) {
 	case r.Command == protocol.CmdError:
 		o.local = r.Reply
 		if r.Unlink {
-			c.unlink(r.Keys[0])
+			c.unlink(o)
 		}
 	case r.Command.IsRetrieval():
 		c.dispatchRetrieval(o)
@@ -89,11 +90,13 @@ func (c *conn) dispatch(o *op) {
 	}
 }
 
-// unlink removes key's value without a reply to the client, as memcached
-// does when it refuses a set as too large: an object key gets a tombstone.
-func (c *conn) unlink(key []byte) {
+// unlink removes the value of o's key without a reply from the node, as
+// memcached does when it refuses a set as too large: an object key gets a
+// tombstone.
+func (c *conn) unlink(o *op) {
+	key := o.req.Keys[0]
 	if c.t.obj != nil && c.t.obj.isObject(key) {
-		c.t.obj.tombstone(c, key)
+		c.t.obj.unlink(c, o)
 		return
 	}
 	cl := newCall(protocol.CmdDelete)
@@ -244,6 +247,8 @@ func (c *conn) complete(o *op) {
 		c.t.obj.completeObjects(c, o)
 	case opDelete:
 		c.t.obj.completeDelete(c, o)
+	case opWrite:
+		c.t.obj.completeWrite(c, o)
 	}
 	for i, cl := range o.calls {
 		if cl != nil {
