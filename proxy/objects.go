@@ -75,10 +75,10 @@ type model struct {
 }
 
 // flight is one key's load. Requests for the key that arrive while it is in
-// the flights map wait for it instead of loading again; it stays there until
-// its fill has been stored (or refused), and flightLinger after, so that a
-// request arriving between the query's end and the store does not query
-// again.
+// the flights map wait for it instead of loading again, until its fill has
+// been stored (or refused), so that they answer the CAS value the fill
+// stored; it stays in the map flightLinger longer, so that a request
+// arriving between the store and the owner's answer does not query again.
 //
 // A request joins a flight only if it saw on the node what the flight's
 // owner saw. One that saw something else (a tombstone the owner did not see)
@@ -86,9 +86,10 @@ type model struct {
 // may then be stale for it: it starts a flight of its own, which replaces
 // the older one in the map.
 type flight struct {
-	done chan struct{}  // closed when row and err are set
+	done chan struct{}  // closed by the owner once row, cas and err are set
 	seen tombstone.Seen // what the owner saw on the node
 	row  []byte         // nil: no such row
+	cas  uint64         // the CAS value of the stored row; 0 when the fill did not store it
 	err  error
 }
 
@@ -176,48 +177,92 @@ func appendStore(dst []byte, cmd string, key []byte, flags uint32, exp int64, da
 	return append(dst, '\r', '\n')
 }
 
+// appendFill appends the meta set that stores a fill, "ms <key> <len>
+// T<exptime> F<flags> c", which returns the CAS value of the stored item,
+// with the mode that admits it: ME (add: only while the key is absent) or
+// C<cas> (only over the marker seen). Any other how, for FillWithSet, is a
+// plain set.
+func appendFill(dst, key []byte, flags uint32, exp int64, data []byte, how tombstone.Store, cas uint64) []byte {
+	dst = append(dst, "ms "...)
+	dst = append(dst, key...)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(len(data)), 10)
+	dst = append(dst, " T"...)
+	dst = strconv.AppendInt(dst, exp, 10)
+	dst = append(dst, " F"...)
+	dst = strconv.AppendUint(dst, uint64(flags), 10)
+	dst = append(dst, " c"...)
+	switch how {
+	case tombstone.Add:
+		dst = append(dst, " ME"...)
+	case tombstone.Cas:
+		dst = append(dst, " C"...)
+		dst = strconv.AppendUint(dst, cas, 10)
+	}
+	dst = append(dst, '\r', '\n')
+	dst = append(dst, data...)
+	return append(dst, '\r', '\n')
+}
+
 // fillResult is what a miss resolved to.
 type fillResult struct {
 	row []byte // nil: no such row
+	cas uint64 // the CAS value of the row on its node; 0 when the fill did not store it
 	err error
 }
 
-// fill loads the rows of keys (all of model m, ids their ids) for requests
-// that missed, sending on the pipes of slot, coalescing with loads already in flight, and stores what it
-// loaded on the nodes as seens and tombstone.Admit allow. epochs are the hot
-// tier epochs read before the nodes were read.
-func (ob *objects) fill(slot int, m *model, keys, ids [][]byte, seens []tombstone.Seen, epochs []uint32) []fillResult {
-	fl := make([]*flight, len(keys))
-	var mine, joined []int
+// fillBatch is one request's misses of one model, as it read them.
+type fillBatch struct {
+	m      *model
+	keys   [][]byte
+	ids    [][]byte
+	seens  []tombstone.Seen // what each key's node read found
+	epochs []uint32         // the hot tier epochs, read before the nodes
+}
+
+// fill loads the rows of b's keys, sending on the pipes of slot,
+// coalescing with loads already in flight, and stores what it loaded on the
+// nodes as b.seens and tombstone.Admit allow.
+func (ob *objects) fill(slot int, b *fillBatch) []fillResult {
+	fl, mine := ob.claim(b)
+	if len(mine) > 0 {
+		ob.load(b.m, b.ids, mine, fl)
+		calls := ob.sendFills(slot, b, mine, fl)
+		ob.awaitFills(b, calls, fl)
+		ob.publish(b.keys, mine, fl)
+	}
+	res := make([]fillResult, len(b.keys))
+	for i, f := range fl {
+		<-f.done // closed by its owner's publish, within loadTimeout and a backend timeout
+		res[i] = fillResult{row: f.row, cas: f.cas, err: f.err}
+	}
+	return res
+}
+
+// claim returns the flight of each of b's keys: one in flight that saw what
+// this request saw, or a new one, owned by this request (mine).
+func (ob *objects) claim(b *fillBatch) (fl []*flight, mine []int) {
+	fl = make([]*flight, len(b.keys))
+	joined := 0
 	ob.mu.Lock()
-	for i, k := range keys {
-		if f, ok := ob.flights[string(k)]; ok && f.seen == seens[i] {
+	for i, k := range b.keys {
+		if f, ok := ob.flights[string(k)]; ok && f.seen == b.seens[i] {
 			fl[i] = f
-			joined = append(joined, i)
+			joined++
 			continue
 		}
-		f := &flight{done: make(chan struct{}), seen: seens[i]}
+		f := &flight{done: make(chan struct{}), seen: b.seens[i]}
 		ob.flights[string(k)] = f
 		fl[i] = f
 		mine = append(mine, i)
 	}
 	ob.mu.Unlock()
-	ob.stats.Joined.Add(uint64(len(joined)))
-
-	if len(mine) > 0 {
-		ob.load(m, ids, mine, fl)
-		ob.store(slot, m, keys, mine, fl, seens, epochs)
-	}
-	res := make([]fillResult, len(keys))
-	for i, f := range fl {
-		<-f.done // closed by its loader within loadTimeout
-		res[i] = fillResult{row: f.row, err: f.err}
-	}
-	return res
+	ob.stats.Joined.Add(uint64(joined))
+	return fl, mine
 }
 
-// load runs one loader call for the flights this request owns and
-// publishes each result.
+// load runs one loader call for the flights this request owns and sets
+// each one's row or error.
 func (ob *objects) load(m *model, ids [][]byte, mine []int, fl []*flight) {
 	want := make([][]byte, len(mine))
 	for j, i := range mine {
@@ -235,80 +280,95 @@ func (ob *objects) load(m *model, ids [][]byte, mine []int, fl []*flight) {
 		ob.s.cfg.Logger.Warn("object load failed", "model", m.name, "ids", len(want), "err", err)
 	}
 	for j, i := range mine {
-		f := fl[i]
 		if err != nil {
-			f.err = err
+			fl[i].err = err
 		} else {
-			f.row = rows[j]
+			fl[i].row = rows[j]
 		}
-		close(f.done)
 	}
 }
 
-// store writes the loaded rows (or negative entries) of this request's
-// flights to their nodes with add or cas, waits for the replies, puts stored
-// rows in the hot tier, and only then retires the flights.
-func (ob *objects) store(slot int, m *model, keys [][]byte, mine []int, fl []*flight, seens []tombstone.Seen, epochs []uint32) {
-	calls := make([]*call, len(keys))
+// sendFills sends the stores of the loaded rows (or negative entries) of
+// this request's flights, as tombstone.Admit allows, and returns the calls
+// by key index (nil: not sent).
+func (ob *objects) sendFills(slot int, b *fillBatch, mine []int, fl []*flight) []*call {
+	calls := make([]*call, len(b.keys))
 	for _, i := range mine {
 		f := fl[i]
 		if f.err != nil {
 			continue
 		}
-		how, cas := tombstone.Admit(seens[i])
-		cmd := how.String()
+		how, cas := tombstone.Admit(b.seens[i])
 		if ob.fillWithSet {
-			cmd = "set"
+			how = tombstone.Skip // appendFill's plain set
 		} else if how == tombstone.Skip {
 			ob.stats.FillsSkipped.Add(1)
 			continue
 		}
-		value, flags, ttl := f.row, uint32(0), m.ttl
+		value, flags, ttl := f.row, uint32(0), b.m.ttl
 		if value == nil {
-			value, flags, ttl = tombstone.NegativeValue, tombstone.FlagsNegative, m.negTTL
+			value, flags, ttl = tombstone.NegativeValue, tombstone.FlagsNegative, b.m.negTTL
 		}
 		cl := newCall(protocol.CmdSet)
-		cl.req = appendStore(cl.req, cmd, keys[i], flags, exptime(ttl), value, cas)
-		ob.t.nodes[ob.t.pick(keys[i])].send(slot, cl)
+		cl.req = appendFill(cl.req, b.keys[i], flags, exptime(ttl), value, how, cas)
+		ob.t.nodes[ob.t.pick(b.keys[i])].send(slot, cl)
 		calls[i] = cl
 	}
+	return calls
+}
+
+// awaitFills waits for the stores' replies, counts them, notes the CAS
+// value of each stored row in its flight and puts the row in the hot tier.
+func (ob *objects) awaitFills(b *fillBatch, calls []*call, fl []*flight) {
 	for i, cl := range calls {
 		if cl == nil {
 			continue
 		}
 		cl.wait()
-		stored := cl.err == nil && bytes.Equal(cl.reply.Raw, protocol.Stored)
+		rep, ok := protocol.MetaReply{}, false
+		if cl.err == nil {
+			rep, ok = protocol.ParseMetaReply(cl.reply.Raw)
+		}
 		cl.release()
-		if !stored {
+		if !ok || rep.Status != protocol.MetaStored {
 			ob.stats.FillsRefused.Add(1)
 			continue
 		}
 		ob.stats.FillsStored.Add(1)
-		if ob.hot != nil && fl[i].row != nil {
-			ob.hot.put(keys[i], &hotEntry{data: fl[i].row}, epochs[i])
+		f := fl[i]
+		f.cas = rep.Cas
+		if ob.hot != nil && f.row != nil {
+			ob.hot.put(b.keys[i], &hotEntry{data: f.row, cas: rep.Cas}, b.epochs[i])
 		}
 	}
-	var linger []string
+}
+
+// publish hands this request's flights to the requests that joined them
+// and retires them: a failed load at once, so that the next request loads
+// again; the others after flightLinger.
+func (ob *objects) publish(keys [][]byte, mine []int, fl []*flight) {
+	var linger []int
 	for _, i := range mine {
+		close(fl[i].done)
 		if fl[i].err != nil {
 			ob.retire(string(keys[i]), fl[i])
 			continue
 		}
-		linger = append(linger, string(keys[i]))
+		linger = append(linger, i)
 	}
-	if len(linger) > 0 { // one timer for the whole fill
-		flights := make([]*flight, 0, len(linger))
-		for _, i := range mine {
-			if fl[i].err == nil {
-				flights = append(flights, fl[i])
-			}
+	if len(linger) == 0 {
+		return
+	}
+	lingering := make([]string, len(linger)) // keys alias the request, which is reused
+	flights := make([]*flight, len(linger))
+	for j, i := range linger {
+		lingering[j], flights[j] = string(keys[i]), fl[i]
+	}
+	time.AfterFunc(flightLinger, func() { // one timer for the whole fill
+		for j, key := range lingering {
+			ob.retire(key, flights[j])
 		}
-		time.AfterFunc(flightLinger, func() {
-			for j, key := range linger {
-				ob.retire(key, flights[j])
-			}
-		})
-	}
+	})
 }
 
 // flightLinger is how long a loaded flight stays joinable after its fill was

@@ -146,13 +146,13 @@ func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingL
 // valueOf returns the Value a valueRef points at.
 func valueOf(ref valueRef) *protocol.Value { return &ref.c.reply.Values[ref.i] }
 
-// loadMisses fills the misses, model by model, and returns each key's row
-// (nil for no row) by key index; ok is false when a load failed.
-func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int][]byte, bool) {
+// loadMisses fills the misses, model by model, and returns what each key
+// resolved to by key index; ok is false when a load failed.
+func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fillResult, bool) {
 	if len(loads) == 0 {
 		return nil, true
 	}
-	filled := make(map[int][]byte, len(loads))
+	filled := make(map[int]fillResult, len(loads))
 	byModel := make(map[*model][]pendingLoad)
 	for _, l := range loads {
 		m, _, _ := ob.lookup(o.req.Keys[l.i])
@@ -160,20 +160,23 @@ func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int][]by
 	}
 	ok := true
 	for m, ls := range byModel {
-		keys := make([][]byte, len(ls))
-		ids := make([][]byte, len(ls))
-		seens := make([]tombstone.Seen, len(ls))
-		epochs := make([]uint32, len(ls))
-		for j, l := range ls {
-			keys[j] = o.req.Keys[l.i]
-			_, ids[j], _ = ob.lookup(keys[j])
-			seens[j], epochs[j] = l.seen, o.epochs[l.i]
+		b := &fillBatch{
+			m:      m,
+			keys:   make([][]byte, len(ls)),
+			ids:    make([][]byte, len(ls)),
+			seens:  make([]tombstone.Seen, len(ls)),
+			epochs: make([]uint32, len(ls)),
 		}
-		for j, res := range ob.fill(c.slot, m, keys, ids, seens, epochs) {
+		for j, l := range ls {
+			b.keys[j] = o.req.Keys[l.i]
+			_, b.ids[j], _ = ob.lookup(b.keys[j])
+			b.seens[j], b.epochs[j] = l.seen, o.epochs[l.i]
+		}
+		for j, res := range ob.fill(c.slot, b) {
 			if res.err != nil {
 				ok = false
 			}
-			filled[ls[j].i] = res.row
+			filled[ls[j].i] = res
 		}
 	}
 	return filled, ok
@@ -182,7 +185,7 @@ func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int][]by
 // writeValues writes the VALUE blocks of the request in key order and END.
 // Blocks are rebuilt: the nodes were asked with gets, the client may have
 // asked get.
-func (ob *objects) writeValues(c *conn, o *op, filled map[int][]byte) {
+func (ob *objects) writeValues(c *conn, o *op, filled map[int]fillResult) {
 	withCas := o.req.Command == protocol.CmdGets || o.req.Command == protocol.CmdGats
 	hits := 0
 	buf := o.buf[:0]
@@ -194,8 +197,8 @@ func (ob *objects) writeValues(c *conn, o *op, filled map[int][]byte) {
 		case o.refs[i].c != nil:
 			val := valueOf(o.refs[i])
 			buf = protocol.AppendValue(buf, k, val.Flags, o.refs[i].c.reply.Data(val), val.Cas, withCas)
-		case filled[i] != nil:
-			buf = protocol.AppendValue(buf, k, 0, filled[i], 0, withCas)
+		case filled[i].row != nil:
+			buf = protocol.AppendValue(buf, k, 0, filled[i].row, filled[i].cas, withCas)
 		default:
 			continue
 		}

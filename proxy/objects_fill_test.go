@@ -1,0 +1,98 @@
+package proxy_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/objcache/objcache/internal/testsupport"
+	"github.com/objcache/objcache/proxy"
+)
+
+// readGets reads the answer to a gets of one key that must hit: its data
+// and CAS value.
+func readGets(t *testing.T, c *testsupport.Conn, key string) (string, uint64) {
+	t.Helper()
+	line := c.ReadLine()
+	var flags, size int
+	var cas uint64
+	if _, err := fmt.Sscanf(line, "VALUE "+key+" %d %d %d", &flags, &size, &cas); err != nil {
+		t.Fatalf("gets %s: unexpected line %q (%v)", key, line, err)
+	}
+	data := strings.TrimSuffix(string(c.ReadN(size+2)), "\r\n")
+	c.Expect("END\r\n")
+	return data, cas
+}
+
+// nodeCAS returns the CAS value of key on the node at addr, 0 when the node
+// has no item.
+func nodeCAS(t *testing.T, addr, key string) uint64 {
+	t.Helper()
+	c := testsupport.Dial(t, addr)
+	defer c.Close()
+	c.Send("gets " + key + "\r\n")
+	line := c.ReadLine()
+	if line == "END" {
+		return 0
+	}
+	var flags, size int
+	var cas uint64
+	if _, err := fmt.Sscanf(line, "VALUE "+key+" %d %d %d", &flags, &size, &cas); err != nil {
+		t.Fatalf("gets %s on %s: %q (%v)", key, addr, line, err)
+	}
+	c.ReadN(size + 2)
+	c.Expect("END\r\n")
+	return cas
+}
+
+// TestGetsOfAFilledRowAnswersTheCASItsNodeHolds: the answer to a gets that
+// filled the row, to the gets that joined its load, and the hot tier's copy
+// all carry the CAS value of the item on the node, which a client can then
+// cas with.
+func TestGetsOfAFilledRowAnswersTheCASItsNodeHolds(t *testing.T) {
+	e := startObjectEnv(t, testsupport.SharedPostgres(t), func(c *proxy.Config) {
+		c.HotTier = proxy.HotTier{MaxBytes: 1 << 20, TTL: time.Minute}
+	})
+	c := testsupport.Dial(t, e.addr)
+	for _, key := range []string{"User:5", "User:6"} {
+		if key == "User:6" { // a fill by cas over a tombstone
+			c.Send("delete User:6\r\n")
+			c.Expect("NOT_FOUND\r\n")
+		}
+		c.Send("gets " + key + "\r\n")
+		_, cas := readGets(t, c, key)
+		want := nodeCAS(t, e.nodes[pickNode(t, e, key)].Addr, key)
+		if want == 0 || cas != want {
+			t.Errorf("gets %s after its fill: CAS %d, the node holds %d", key, cas, want)
+		}
+		eventually(t, 5*time.Second, key+" answered by the hot tier", func() bool {
+			before := readStats(t, c)["hot_hits"]
+			c.Send("gets " + key + "\r\n")
+			_, cas = readGets(t, c, key)
+			return readStats(t, c)["hot_hits"] != before
+		})
+		if cas != want {
+			t.Errorf("gets %s from the hot tier: CAS %d, the node holds %d", key, cas, want)
+		}
+		c.Send(fmt.Sprintf("cas %s 0 0 2 %d\r\n{}\r\nget %s\r\n", key, cas, key))
+		c.Expect("STORED\r\n" + valueReplyOf(key, "{}") + "END\r\n")
+	}
+
+	// Connections that join one slow load answer the CAS of its fill.
+	conns := dialMany(t, e.addr, 5)
+	var mu sync.Mutex
+	seen := map[uint64]int{}
+	atOnce(t, conns, func(c *testsupport.Conn) {
+		c.Send("gets SlowUser:11\r\n")
+		_, cas := readGets(t, c, "SlowUser:11")
+		mu.Lock()
+		seen[cas]++
+		mu.Unlock()
+	})
+	want := nodeCAS(t, e.nodes[pickNode(t, e, "SlowUser:11")].Addr, "SlowUser:11")
+	if len(seen) != 1 || seen[want] != len(conns) {
+		t.Errorf("gets SlowUser:11 from %d connections at once answered CAS values %v; the node holds %d", len(conns), seen, want)
+	}
+}
