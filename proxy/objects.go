@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/objcache/objcache/protocol"
+	"github.com/objcache/objcache/ring"
 	"github.com/objcache/objcache/tombstone"
 )
 
@@ -47,7 +48,7 @@ type ObjectStats struct {
 	Joined       atomic.Uint64 // misses that joined a load already in flight
 	FillsStored  atomic.Uint64 // rows and negative entries stored
 	FillsRefused atomic.Uint64 // fills refused by add/cas: a delete won
-	FillsSkipped atomic.Uint64 // fills not stored because the node read failed
+	FillsSkipped atomic.Uint64 // fills not stored because the node read failed or the ring changed
 	Tombstones   atomic.Uint64 // tombstones written by deletes
 }
 
@@ -81,12 +82,15 @@ type model struct {
 // arriving between the store and the owner's answer does not query again.
 //
 // A request joins a flight only if it saw on the node what the flight's
-// owner saw. One that saw something else (a tombstone the owner did not see)
-// may have seen a delete that came after the owner's query began, whose row
-// may then be stale for it: it starts a flight of its own, which replaces
-// the older one in the map.
+// owner saw, on the same node under the same ring. One that saw something
+// else (a tombstone the owner did not see) may have seen a delete that came
+// after the owner's query began, whose row may then be stale for it: it
+// starts a flight of its own, which replaces the older one in the map. So
+// does one that read under another ring: nothing there on one node says
+// nothing about another, which may have had the tombstone.
 type flight struct {
 	done chan struct{}  // closed by the owner once row, cas and err are set
+	ring *ring.Ring     // the ring the owner read under
 	seen tombstone.Seen // what the owner saw on the node
 	row  []byte         // nil: no such row
 	cas  uint64         // the CAS value of the stored row; 0 when the fill did not store it
@@ -214,8 +218,10 @@ type fillResult struct {
 // fillBatch is one request's misses of one model, as it read them.
 type fillBatch struct {
 	m      *model
+	ring   *ring.Ring // the ring the nodes were picked on
 	keys   [][]byte
 	ids    [][]byte
+	nodes  []int32          // the node each key was read from
 	seens  []tombstone.Seen // what each key's node read found
 	epochs []uint32         // the hot tier epochs, read before the nodes
 }
@@ -246,12 +252,12 @@ func (ob *objects) claim(b *fillBatch) (fl []*flight, mine []int) {
 	joined := 0
 	ob.mu.Lock()
 	for i, k := range b.keys {
-		if f, ok := ob.flights[string(k)]; ok && f.seen == b.seens[i] {
+		if f, ok := ob.flights[string(k)]; ok && f.seen == b.seens[i] && f.ring == b.ring {
 			fl[i] = f
 			joined++
 			continue
 		}
-		f := &flight{done: make(chan struct{}), seen: b.seens[i]}
+		f := &flight{done: make(chan struct{}), ring: b.ring, seen: b.seens[i]}
 		ob.flights[string(k)] = f
 		fl[i] = f
 		mine = append(mine, i)
@@ -288,17 +294,32 @@ func (ob *objects) load(m *model, ids [][]byte, mine []int, fl []*flight) {
 	}
 }
 
+// A fill is stored on the node it read, and only if the ring is still the
+// one it read under. What the node held when it was read is what admits
+// the fill there, and on no other node. When the ring changes, the key's
+// deletes go elsewhere: a node that rejoins is flushed, and a fill that read
+// the node the key had while it was out would otherwise be stored on the
+// rejoined node, holding nothing that could refuse it, after the delete
+// that made its row stale had put its tombstone on the other node. A ring
+// that changes after the check does not matter: the store still goes to
+// the node that was read, and is admitted by what that node holds.
+
 // sendFills sends the stores of the loaded rows (or negative entries) of
 // this request's flights, as tombstone.Admit allows, and returns the calls
 // by key index (nil: not sent).
 func (ob *objects) sendFills(slot int, b *fillBatch, mine []int, fl []*flight) []*call {
 	calls := make([]*call, len(b.keys))
+	moved := ob.t.ring.Load() != b.ring
 	for _, i := range mine {
 		f := fl[i]
 		if f.err != nil {
 			continue
 		}
 		how, cas := tombstone.Admit(b.seens[i])
+		if moved {
+			ob.stats.FillsSkipped.Add(1)
+			continue
+		}
 		if ob.fillWithSet {
 			how = tombstone.Skip // appendFill's plain set
 		} else if how == tombstone.Skip {
@@ -311,7 +332,7 @@ func (ob *objects) sendFills(slot int, b *fillBatch, mine []int, fl []*flight) [
 		}
 		cl := newCall(protocol.CmdSet)
 		cl.req = appendFill(cl.req, b.keys[i], flags, exptime(ttl), value, how, cas)
-		ob.t.nodes[ob.t.pick(b.keys[i])].send(slot, cl)
+		ob.t.nodes[b.nodes[i]].send(slot, cl)
 		calls[i] = cl
 	}
 	return calls

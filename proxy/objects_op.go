@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/objcache/objcache/protocol"
+	"github.com/objcache/objcache/ring"
 	"github.com/objcache/objcache/tombstone"
 )
 
@@ -36,8 +37,9 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	o.kinds, o.hot, o.epochs, o.node = o.kinds[:0], o.hot[:0], o.epochs[:0], o.node[:0]
 	touch := r.Command == protocol.CmdGat || r.Command == protocol.CmdGats
 	skipHot := earlierWrite(c, o)
+	o.ring = ob.t.ring.Load()
 	for _, k := range r.Keys {
-		kind, e, epoch, n := ob.route(k, touch, skipHot)
+		kind, e, epoch, n := ob.route(o.ring, k, touch, skipHot)
 		o.kinds = append(o.kinds, kind)
 		o.hot = append(o.hot, e)
 		o.epochs = append(o.epochs, epoch)
@@ -51,11 +53,12 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	return true
 }
 
-// route decides how key is served and, when it goes to a node, which.
-// skipHot sends an object key to its node even when the hot tier has it.
-func (ob *objects) route(key []byte, touch, skipHot bool) (keyKind, *hotEntry, uint32, int32) {
+// route decides how key is served and, when it goes to a node, which node
+// of r. skipHot sends an object key to its node even when the hot tier has
+// it.
+func (ob *objects) route(r *ring.Ring, key []byte, touch, skipHot bool) (keyKind, *hotEntry, uint32, int32) {
 	if !ob.isObject(key) {
-		return keyPlain, nil, 0, int32(ob.t.pick(key))
+		return keyPlain, nil, 0, int32(r.Pick(key))
 	}
 	var epoch uint32
 	if ob.hot != nil && !touch {
@@ -66,7 +69,7 @@ func (ob *objects) route(key []byte, touch, skipHot bool) (keyKind, *hotEntry, u
 		ob.stats.HotMisses.Add(1)
 		epoch = ob.hot.epoch(key)
 	}
-	return keyObject, nil, epoch, int32(ob.t.pick(key))
+	return keyObject, nil, epoch, int32(r.Pick(key))
 }
 
 // pendingLoad is one object key of a request that must be loaded.
@@ -162,15 +165,17 @@ func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fill
 	for m, ls := range byModel {
 		b := &fillBatch{
 			m:      m,
+			ring:   o.ring,
 			keys:   make([][]byte, len(ls)),
 			ids:    make([][]byte, len(ls)),
+			nodes:  make([]int32, len(ls)),
 			seens:  make([]tombstone.Seen, len(ls)),
 			epochs: make([]uint32, len(ls)),
 		}
 		for j, l := range ls {
 			b.keys[j] = o.req.Keys[l.i]
 			_, b.ids[j], _ = ob.lookup(b.keys[j])
-			b.seens[j], b.epochs[j] = l.seen, o.epochs[l.i]
+			b.nodes[j], b.seens[j], b.epochs[j] = o.node[l.i], l.seen, o.epochs[l.i]
 		}
 		for j, res := range ob.fill(c.slot, b) {
 			if res.err != nil {

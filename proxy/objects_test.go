@@ -40,11 +40,13 @@ SELECT i, 'user ' || i, i % 2 = 0, timestamptz '2026-01-02 03:04:05+00' + i * in
        i * 1.25, jsonb_build_object('i', i)
 FROM generate_series(1, 3000) AS i;
 CREATE VIEW slow_users AS SELECT u.* FROM users u WHERE (SELECT true FROM pg_sleep(0.3));
+CREATE VIEW gated_users AS SELECT u.* FROM users u WHERE (SELECT true FROM pg_advisory_xact_lock_shared(1));
 `
 
-// objectEnv is objcache serving model User (table users) and SlowUser (a
-// view that sleeps 0.3 s per query) from a real PostgreSQL, in front of two
-// real memcached nodes.
+// objectEnv is objcache serving model User (table users), SlowUser (a
+// view that sleeps 0.3 s per query) and GatedUser (a view whose queries
+// wait while a test holds its gate, see closeGate) from a real PostgreSQL,
+// in front of two real memcached nodes.
 type objectEnv struct {
 	addr  string
 	srv   *proxy.Server
@@ -70,6 +72,7 @@ func startObjectEnv(t *testing.T, pg *testsupport.Postgres, configure func(*prox
 		Models: []loader.Model{
 			{Name: "User", Table: "users", Key: "id"},
 			{Name: "SlowUser", Table: "slow_users", Key: "id"},
+			{Name: "GatedUser", Table: "gated_users", Key: "id"},
 		},
 	})
 	if err != nil {
@@ -80,8 +83,9 @@ func startObjectEnv(t *testing.T, pg *testsupport.Postgres, configure func(*prox
 	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
 		c.Loader = ld
 		c.Models = map[string]proxy.Model{
-			"User":     {TTL: time.Minute, NegativeTTL: time.Minute},
-			"SlowUser": {TTL: time.Minute, NegativeTTL: time.Minute},
+			"User":      {TTL: time.Minute, NegativeTTL: time.Minute},
+			"SlowUser":  {TTL: time.Minute, NegativeTTL: time.Minute},
+			"GatedUser": {TTL: time.Minute, NegativeTTL: time.Minute},
 		}
 		c.LoadTimeout = 3 * time.Second
 		if configure != nil {
@@ -101,6 +105,42 @@ func (e *objectEnv) rowJSON(t *testing.T, table string, id int) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// closeGate makes GatedUser's queries wait, once PostgreSQL has taken their
+// snapshot, until open is called (or the test ends): they read the rows as
+// they were when they began. waiting returns once a query waits at the
+// gate.
+func (e *objectEnv) closeGate(t *testing.T) (waiting, open func()) {
+	t.Helper()
+	gate, err := pgx.Connect(context.Background(), e.db.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gate.Close(context.Background()) })
+	if _, err := gate.Exec(context.Background(), "SELECT pg_advisory_lock(1)"); err != nil {
+		t.Fatal(err)
+	}
+	waiting = func() {
+		t.Helper()
+		eventually(t, 5*time.Second, "a GatedUser query waits at the gate", func() bool {
+			var n int
+			err := e.db.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
+				WHERE locktype = 'advisory' AND NOT granted
+				AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n > 0
+		})
+	}
+	open = func() {
+		t.Helper()
+		if _, err := gate.Exec(context.Background(), "SELECT pg_advisory_unlock(1)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return waiting, open
 }
 
 func (e *objectEnv) exec(t *testing.T, sql string, args ...any) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/objcache/objcache/protocol"
+	"github.com/objcache/objcache/ring"
 )
 
 // opKind says how an op is answered.
@@ -40,6 +41,7 @@ type op struct {
 	kinds  []keyKind   // opObjects: how each key is served
 	hot    []*hotEntry // opObjects: hot tier entries by key
 	epochs []uint32    // opObjects: hot tier epochs by key, read before the node
+	ring   *ring.Ring  // opObjects: the ring that o.node was picked on
 }
 
 // callKeys says which keys one call of a split retrieval asked for: those of
