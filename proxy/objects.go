@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,10 +57,12 @@ type ObjectStats struct {
 // loads and CAS-admitted fills, tombstoned deletes.
 type objects struct {
 	s           *Server
-	t           *topology // the nodes fills and tombstones go to
+	t           *topology  // the nodes fills and tombstones go to
+	full        *ring.Ring // every node: the one that owns a key when none is ejected
 	loader      Loader
 	models      map[string]*model
-	tombTTL     int64 // exptime of tombstones, seconds
+	tombTTL     int64         // exptime of tombstones, seconds
+	failoverTTL time.Duration // bounds the ttl of fills on a node that stands in for another
 	hot         *hotTier
 	fillWithSet bool
 	loadTimeout time.Duration
@@ -103,9 +106,23 @@ var replyDatabaseDown = []byte("SERVER_ERROR database unavailable\r\n")
 // replyObjectCommand answers incr, decr, append and prepend on objects.
 var replyObjectCommand = []byte("CLIENT_ERROR object keys do not support this command\r\n")
 
+// defaultFailoverTTL is FailoverTTL's default, mcrouter's failover_exptime.
+const defaultFailoverTTL = 60 * time.Second
+
 func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
 	if cfg.Loader == nil || len(cfg.Models) == 0 {
 		return nil, nil
+	}
+	failover := cfg.FailoverTTL
+	if failover <= 0 {
+		failover = max(defaultFailoverTTL, cfg.TombstoneTTL)
+	}
+	if failover < cfg.TombstoneTTL {
+		return nil, fmt.Errorf("proxy: FailoverTTL (%v) must be at least TombstoneTTL (%v)", failover, cfg.TombstoneTTL)
+	}
+	full, err := ring.New(cfg.Backends)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	hot, err := newHotTier(cfg.HotTier)
 	if err != nil {
@@ -114,10 +131,12 @@ func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
 	ob := &objects{
 		s:           s,
 		t:           t,
+		full:        full,
 		stats:       s.objStats,
 		loader:      cfg.Loader,
 		models:      make(map[string]*model),
 		tombTTL:     int64(cfg.TombstoneTTL / time.Second),
+		failoverTTL: failover,
 		hot:         hot,
 		fillWithSet: cfg.FillWithSet,
 		loadTimeout: cfg.LoadTimeout,
@@ -149,6 +168,18 @@ func (ob *objects) lookup(key []byte) (*model, []byte, bool) {
 func (ob *objects) isObject(key []byte) bool {
 	_, _, ok := ob.lookup(key)
 	return ok
+}
+
+// ttlOn returns how long what the object path stores under key on node
+// may live there: ttl on the key's own node; on a node that stands in for
+// it while it is ejected, at most the failover ttl. A delete made after the
+// own node rejoins puts its tombstone there, and the stand-in's copy would
+// be served again, stale, if the own node were ejected again.
+func (ob *objects) ttlOn(node int, key []byte, ttl time.Duration) time.Duration {
+	if ob.full.Pick(key) != node {
+		return min(ttl, ob.failoverTTL)
+	}
+	return ttl
 }
 
 // exptime converts a TTL to memcached's exptime: seconds, or an absolute
@@ -331,6 +362,7 @@ func (ob *objects) sendFills(slot int, b *fillBatch, mine []int, fl []*flight) [
 			value, flags, ttl = tombstone.NegativeValue, tombstone.FlagsNegative, b.m.negTTL
 		}
 		cl := newCall(protocol.CmdSet)
+		ttl = ob.ttlOn(int(b.nodes[i]), b.keys[i], ttl)
 		cl.req = appendFill(cl.req, b.keys[i], flags, exptime(ttl), value, how, cas)
 		ob.t.nodes[b.nodes[i]].send(slot, cl)
 		calls[i] = cl

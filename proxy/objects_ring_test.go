@@ -98,3 +98,80 @@ func TestFillAcrossARejoinIsNotStoredOnTheRejoinedNode(t *testing.T) {
 		t.Errorf("STAT fills_skipped = %s, want 1: the fill read a node under another ring", got)
 	}
 }
+
+// nodeTTL returns the seconds key has left on the node at addr, by meta
+// get: -1 for an item that never expires; the test fails if there is none.
+func nodeTTL(t *testing.T, addr, key string) int {
+	t.Helper()
+	c := testsupport.Dial(t, addr)
+	defer c.Close()
+	c.Send("mg " + key + " t\r\n")
+	line := c.ReadLine()
+	var ttl int
+	if _, err := fmt.Sscanf(line, "HD t%d", &ttl); err != nil {
+		t.Fatalf("mg %s t on %s = %q, want HD t<ttl>", key, addr, line)
+	}
+	return ttl
+}
+
+// TestWritesOnAFallbackNodeLiveAtMostTheFailoverTTL: while a key's node is
+// ejected, a fill stored on the node that stands in for it lives the
+// failover ttl, not the model's; a tombstone there lives the tombstone ttl.
+// On its own node a fill lives the model's ttl.
+func TestWritesOnAFallbackNodeLiveAtMostTheFailoverTTL(t *testing.T) {
+	e := ejectionEnv(t, func(c *proxy.Config) { c.FailoverTTL = 20 * time.Second })
+	key, _ := objectKeyOn(t, e, "User", 0)
+	own, _ := objectKeyOn(t, e, "User", 1)
+	missing := keysOn(ringOf(t, []string{e.nodes[0].Addr, e.nodes[1].Addr}), 0, "User:90000", 1)[0]
+	ejectNode(t, e, 0)
+	c := dialQuick(t, e.addr)
+	c.Send("get " + key + " " + own + " " + missing + "\r\n")
+	for line := c.ReadLine(); line != "END"; line = c.ReadLine() {
+	}
+	fallback := e.nodes[1].Addr
+	for _, k := range []string{key, missing} {
+		if ttl := nodeTTL(t, fallback, k); ttl < 0 || ttl > 20 {
+			t.Errorf("%s filled on the fallback node lives %ds, want at most the failover ttl (20s)", k, ttl)
+		}
+	}
+	if ttl := nodeTTL(t, fallback, own); ttl < 50 {
+		t.Errorf("%s filled on its own node lives %ds, want the model's ttl (60s)", own, ttl)
+	}
+	c.Send("delete " + key + "\r\n")
+	c.Expect("DELETED\r\n")
+	if ttl := nodeTTL(t, fallback, key); ttl < 8 || ttl > 10 {
+		t.Errorf("the tombstone of %s on the fallback node lives %ds, want the tombstone ttl (10s)", key, ttl)
+	}
+}
+
+// TestADeletedRowComesBackFromAFallbackNodeOnlyUntilTheFailoverTTL: node A
+// is ejected and a key of A is filled with v1 on node B; A rejoins (flushed);
+// the row is updated and the key deleted, with the tombstone on A; A is
+// ejected again, and reads go to B, which still has v1. memcached cannot
+// tell B about the delete; what bounds the stale reads is the failover
+// ttl, not the model's.
+func TestADeletedRowComesBackFromAFallbackNodeOnlyUntilTheFailoverTTL(t *testing.T) {
+	e := ejectionEnv(t, func(c *proxy.Config) {
+		c.LoadTimeout = time.Second
+		c.TombstoneTTL = 2 * time.Second
+		c.FailoverTTL = 2 * time.Second
+	})
+	key, id := objectKeyOn(t, e, "User", 0)
+	v1 := e.rowJSON(t, "users", id)
+	ejectNode(t, e, 0)
+	c := dialQuick(t, e.addr)
+	c.Send("get " + key + "\r\n")
+	c.Expect(valueReplyOf(key, v1) + "END\r\n")
+	filled := time.Now()
+	rejoinNode(t, e, 0)
+	e.exec(t, "UPDATE users SET name = 'v2' WHERE id = $1", id)
+	c.Send("delete " + key + "\r\n")
+	c.Expect("NOT_FOUND\r\n") // A was flushed when it rejoined
+	ejectNode(t, e, 0)
+
+	time.Sleep(time.Until(filled.Add(3 * time.Second))) // memcached's clock ticks in seconds
+	c.Send("get " + key + "\r\n")
+	if got, want := readValue(t, c, key), e.rowJSON(t, "users", id); got != want {
+		t.Errorf("get %s once the failover ttl has passed = %s, want the row %s", key, got, want)
+	}
+}
