@@ -19,8 +19,9 @@ const (
 
 // dispatchObjects starts a retrieval that has object keys: hot tier first,
 // then one gets per node for the rest (CAS values are what fills need).
-// gat and gats touch the node, so they skip the hot tier and never fill. It
-// returns false when no key is an object key.
+// gat and gats serve object keys as get and gets do, their exptime ignored:
+// an object lives its model's ttl, a tombstone the tombstone ttl. Their
+// plain keys are touched. It returns false when no key is an object key.
 func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	r := &o.req
 	any := false
@@ -35,33 +36,36 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	}
 	o.kind = opObjects
 	o.kinds, o.hot, o.epochs, o.node = o.kinds[:0], o.hot[:0], o.epochs[:0], o.node[:0]
-	touch := r.Command == protocol.CmdGat || r.Command == protocol.CmdGats
 	skipHot := earlierWrite(c, o)
 	o.ring = ob.t.ring.Load()
 	for _, k := range r.Keys {
-		kind, e, epoch, n := ob.route(o.ring, k, touch, skipHot)
+		kind, e, epoch, n := ob.route(o.ring, k, skipHot)
 		o.kinds = append(o.kinds, kind)
 		o.hot = append(o.hot, e)
 		o.epochs = append(o.epochs, epoch)
 		o.node = append(o.node, n)
 	}
-	head := append(o.buf[:0], "gets"...)
-	if touch {
-		head = r.AppendHead(o.buf[:0])
+	if r.Command != protocol.CmdGat && r.Command != protocol.CmdGats {
+		c.sendPerNode(o, getsHead)
+		return true
 	}
-	c.sendPerNode(o, head)
+	o.callAt = o.callAt[:0]
+	c.sendPerNodeIf(o, getsHead, func(i int) bool { return o.kinds[i] == keyObject })
+	c.sendPerNodeIf(o, r.AppendHead(o.buf[:0]), func(i int) bool { return o.kinds[i] == keyPlain })
 	return true
 }
+
+var getsHead = []byte("gets")
 
 // route decides how key is served and, when it goes to a node, which node
 // of r. skipHot sends an object key to its node even when the hot tier has
 // it.
-func (ob *objects) route(r *ring.Ring, key []byte, touch, skipHot bool) (keyKind, *hotEntry, uint32, int32) {
+func (ob *objects) route(r *ring.Ring, key []byte, skipHot bool) (keyKind, *hotEntry, uint32, int32) {
 	if !ob.isObject(key) {
 		return keyPlain, nil, 0, int32(r.Pick(key))
 	}
 	var epoch uint32
-	if ob.hot != nil && !touch {
+	if ob.hot != nil {
 		if e, ok := ob.hot.get(key); ok && !skipHot {
 			ob.stats.HotHits.Add(1)
 			return keyHot, e, 0, -1
@@ -100,8 +104,7 @@ func (ob *objects) completeObjects(c *conn, o *op) {
 			o.matchValues(j)
 		}
 	}
-	touch := r.Command == protocol.CmdGat || r.Command == protocol.CmdGats
-	loads := ob.classify(o, failed, touch)
+	loads := ob.classify(o, failed)
 	filled, ok := ob.loadMisses(c, o, loads)
 	if !ok {
 		c.bw.Write(replyDatabaseDown)
@@ -112,7 +115,7 @@ func (ob *objects) completeObjects(c *conn, o *op) {
 
 // classify sorts the request's object keys into hits (left in o.refs) and
 // misses to load; it puts node hits into the hot tier and drops markers.
-func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingLoad {
+func (ob *objects) classify(o *op, failed map[int32]bool) []pendingLoad {
 	var loads []pendingLoad
 	for i, kind := range o.kinds {
 		if kind != keyObject {
@@ -127,7 +130,7 @@ func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingL
 		switch seen.Kind {
 		case tombstone.Row:
 			ob.stats.NodeHits.Add(1)
-			if ob.hot != nil && !touch {
+			if ob.hot != nil {
 				val := valueOf(ref)
 				data := append([]byte(nil), ref.c.reply.Data(val)...)
 				ob.hot.put(o.req.Keys[i], &hotEntry{flags: val.Flags, cas: val.Cas, data: data}, o.epochs[i])
@@ -137,9 +140,7 @@ func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingL
 			ob.stats.NegativeHits.Add(1)
 		default:
 			ob.stats.NodeMisses.Add(1)
-			if !touch {
-				loads = append(loads, pendingLoad{i: i, seen: seen})
-			}
+			loads = append(loads, pendingLoad{i: i, seen: seen})
 		}
 		o.refs[i] = valueRef{} // a marker is a miss for the client
 	}
@@ -222,27 +223,103 @@ func (ob *objects) writeValues(c *conn, o *op, filled map[int]fillResult) {
 }
 
 // dispatchKeyed handles a single-key command on an object key: delete
-// writes a tombstone; incr, decr, append and prepend are refused; set, add,
-// replace and cas are written by dispatchWrite; touch passes through after
-// the hot tier's copy is dropped. It returns false when the request goes on
-// the plain way.
+// writes a tombstone; set passes through (dispatchWrite); add, replace and
+// cas are decided by what the node holds, a marker counting as no item
+// (dispatchConditional); incr, decr, append, prepend and touch are refused.
+// It returns false when the request goes on the plain way.
 func (ob *objects) dispatchKeyed(c *conn, o *op) bool {
 	r := &o.req
 	switch r.Command {
-	case protocol.CmdIncr, protocol.CmdDecr, protocol.CmdAppend, protocol.CmdPrepend:
-		if !r.NoReply {
-			o.local = replyObjectCommand
-		}
-		return true
+	case protocol.CmdIncr, protocol.CmdDecr, protocol.CmdAppend, protocol.CmdPrepend, protocol.CmdTouch:
+		answer(o, replyObjectCommand)
 	case protocol.CmdDelete:
 		ob.dispatchDelete(c, o)
-		return true
-	case protocol.CmdSet, protocol.CmdAdd, protocol.CmdReplace, protocol.CmdCas:
+	case protocol.CmdSet:
 		ob.dispatchWrite(c, o)
-		return true
+	case protocol.CmdAdd, protocol.CmdReplace, protocol.CmdCas:
+		ob.dispatchConditional(c, o)
+	default:
+		return false
 	}
-	ob.dropHot(r.Keys[0])
-	return false
+	return true
+}
+
+// answer makes line o's reply, unless the client asked for none.
+func answer(o *op, line []byte) {
+	if !o.req.NoReply {
+		o.local = line
+	}
+}
+
+// dispatchConditional decides add, replace and cas of an object key as
+// memcached would if markers were not there: it reads the key first (and
+// waits, so that requests pipelined behind it go to the node after it).
+// add stores only where there is no row: as a fill would, by tombstone.Admit
+// (add where the key is absent, cas on the CAS of a marker, so that a write
+// that lands in between wins); a row answers NOT_STORED. replace and cas
+// pass through where there is a row, and answer NOT_STORED and NOT_FOUND
+// where there is none or a marker. A row that is replaced by a tombstone
+// between the read and the write is memcached's race between two clients.
+func (ob *objects) dispatchConditional(c *conn, o *op) {
+	r := &o.req
+	seen, failure := ob.peek(c, r.Keys[0])
+	switch {
+	case failure != nil:
+		answer(o, failure)
+	case r.Command == protocol.CmdAdd:
+		switch how, cas := tombstone.Admit(seen); how {
+		case tombstone.Add:
+			ob.dispatchWrite(c, o)
+		case tombstone.Cas:
+			ob.dispatchAddOver(c, o, cas)
+		default:
+			answer(o, protocol.NotStored)
+		}
+	case seen.Kind == tombstone.Row:
+		ob.dispatchWrite(c, o)
+	case r.Command == protocol.CmdReplace:
+		answer(o, protocol.NotStored)
+	default: // cas
+		answer(o, protocol.NotFound)
+	}
+}
+
+// peek reads key on its node with gets and returns what it holds, or the
+// line to answer when the read failed.
+func (ob *objects) peek(c *conn, key []byte) (tombstone.Seen, []byte) {
+	get := newCall(protocol.CmdGets)
+	defer get.release()
+	get.req = append(get.req, "gets "...)
+	get.req = append(get.req, key...)
+	get.req = append(get.req, '\r', '\n')
+	ob.t.nodes[ob.t.pick(key)].send(c.slot, get)
+	get.wait()
+	switch {
+	case get.err != nil:
+		return tombstone.Seen{}, errorLine(get.err)
+	case !get.reply.Ended:
+		return tombstone.Seen{}, append([]byte(nil), get.reply.Raw...)
+	case get.reply.TooLarge: // larger than any marker
+		return tombstone.Seen{Kind: tombstone.Row}, nil
+	case len(get.reply.Values) == 0:
+		return tombstone.Seen{Kind: tombstone.Absent}, nil
+	}
+	v := &get.reply.Values[0]
+	return tombstone.Seen{Kind: tombstone.Classify(true, v.Flags), Cas: v.Cas}, nil
+}
+
+// dispatchAddOver stores the value of an add over the marker whose CAS
+// value is cas, by cas; completeWrite answers NOT_STORED if the key
+// changed in between.
+func (ob *objects) dispatchAddOver(c *conn, o *op, cas uint64) {
+	r := &o.req
+	key := r.Keys[0]
+	ob.dropHot(key)
+	cl := newCall(protocol.CmdCas)
+	cl.req = appendStore(cl.req, "cas", key, r.Flags, int64(r.Exptime), r.Value(), cas)
+	ob.t.nodes[ob.t.pick(key)].send(c.slot, cl)
+	o.kind = opWrite
+	o.calls = append(o.calls, cl)
 }
 
 // A write of an object key drops the key from the hot tier twice: before it
@@ -261,8 +338,8 @@ func (ob *objects) dispatchKeyed(c *conn, o *op) bool {
 // write is acknowledged; earlierWrite sends their object keys to the nodes
 // (behind the write, on the same pipe) instead of the hot tier.
 
-// dispatchWrite passes a set, add, replace or cas of an object key to its
-// node, as a call that completeWrite waits for even under noreply.
+// dispatchWrite passes a storage command of an object key to its node, as a
+// call that completeWrite waits for even under noreply.
 func (ob *objects) dispatchWrite(c *conn, o *op) {
 	r := &o.req
 	key := r.Keys[0]
@@ -298,6 +375,9 @@ func (ob *objects) completeWrite(c *conn, o *op) {
 	case r.NoReply:
 	case cl.err != nil:
 		c.bw.Write(errorLine(cl.err))
+	case r.Command == protocol.CmdAdd && cl.cmd == protocol.CmdCas && // dispatchAddOver
+		(bytes.Equal(cl.reply.Raw, protocol.Exists) || bytes.Equal(cl.reply.Raw, protocol.NotFound)):
+		c.bw.Write(protocol.NotStored)
 	default:
 		c.bw.Write(cl.reply.Raw)
 	}

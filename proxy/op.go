@@ -172,14 +172,20 @@ func lineLimit(head []byte) int {
 // line, as many as the node's keys need. o.callAt says which keys each call
 // asked for.
 func (c *conn) sendPerNode(o *op, head []byte) {
+	o.callAt = o.callAt[:0]
+	c.sendPerNodeIf(o, head, nil)
+}
+
+// sendPerNodeIf is sendPerNode for the keys i for which want(i) is true
+// (nil: every key), adding to o's calls.
+func (c *conn) sendPerNodeIf(o *op, head []byte, want func(i int) bool) {
 	limit := lineLimit(head)
 	o.open = o.open[:0]
 	for range c.t.nodes {
 		o.open = append(o.open, -1)
 	}
-	o.callAt = o.callAt[:0]
 	for i, n := range o.node {
-		if n < 0 {
+		if n < 0 || want != nil && !want(i) {
 			continue
 		}
 		key := o.req.Keys[i]
