@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,10 @@ type hotTier struct {
 	ttl    time.Duration
 	start  time.Time // the clock's zero; time.Since uses the monotonic clock
 	epochs [4096]atomic.Uint32
+
+	mu     sync.Mutex  // protects closed and flush; orders ristretto's Clear with Close
+	closed bool        // set by close
+	flush  *time.Timer // the pending clear of a flush_all with a delay
 }
 
 func newHotTier(cfg HotTier) (*hotTier, error) {
@@ -116,4 +121,47 @@ func (h *hotTier) drop(key []byte) {
 	h.cache.Del(key)
 }
 
-func (h *hotTier) close() { h.cache.Close() }
+// clear removes every entry and moves every epoch, so that no read that
+// started before it can put back what it read.
+func (h *hotTier) clear() {
+	for i := range h.epochs {
+		h.epochs[i].Add(1)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.cache.Clear()
+	}
+}
+
+// clearAfter clears the tier once delay has passed, for a flush_all with a
+// delay, and again a second later: memcached's clock ticks in seconds, so
+// the nodes may take that much longer to drop their items. It replaces the
+// clear that an earlier flush_all scheduled, as each flush_all replaces the
+// delay of the one before it in memcached; a delay <= 0 just cancels that.
+func (h *hotTier) clearAfter(delay time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.flush != nil {
+		h.flush.Stop()
+		h.flush = nil
+	}
+	if h.closed || delay <= 0 {
+		return
+	}
+	h.flush = time.AfterFunc(delay, func() {
+		h.clear()
+		time.AfterFunc(time.Second, h.clear) // no-op once closed
+	})
+}
+
+// close stops the tier. Clears scheduled by clearAfter are cancelled.
+func (h *hotTier) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if h.flush != nil {
+		h.flush.Stop()
+	}
+	h.cache.Close()
+}

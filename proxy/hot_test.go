@@ -94,3 +94,60 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+func TestHotTierClearKeepsOlderReadsOut(t *testing.T) {
+	h := newTestHotTier(t, 1<<20, time.Minute)
+	a, b := []byte("User:1"), []byte("User:2")
+	h.put(a, &hotEntry{data: []byte("a")}, h.epoch(a))
+	h.cache.Wait()
+	epoch := h.epoch(b) // a reader of b notes the epoch, then reads the node
+	h.clear()           // flush_all lands meanwhile
+	h.put(b, &hotEntry{data: []byte("b")}, epoch)
+	h.cache.Wait()
+	for _, key := range [][]byte{a, b} {
+		if e, ok := h.get(key); ok {
+			t.Errorf("get %s after clear = %q; want a miss", key, e.data)
+		}
+	}
+	h.put(a, &hotEntry{data: []byte("a2")}, h.epoch(a))
+	h.cache.Wait()
+	if e, ok := h.get(a); !ok || string(e.data) != "a2" {
+		t.Errorf("get after a put that followed clear = %v, %v; want the entry", e, ok)
+	}
+}
+
+func TestHotTierClearAfterADelay(t *testing.T) {
+	h := newTestHotTier(t, 1<<20, time.Minute)
+	key := []byte("User:1")
+	h.put(key, &hotEntry{data: []byte("a")}, h.epoch(key))
+	h.cache.Wait()
+	h.clearAfter(time.Hour)
+	h.clearAfter(50 * time.Millisecond) // replaces the hour, as memcached's flush_all does
+	if _, ok := h.get(key); !ok {
+		t.Fatal("the entry is gone before the delay has passed")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if e, ok := h.get(key); ok {
+		t.Fatalf("get after the delay = %q; want a miss", e.data)
+	}
+	h.clearAfter(time.Hour) // close cancels it
+}
+
+func TestFlushDelayIsMemcachedsExptime(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, tt := range []struct {
+		exptime int32
+		want    time.Duration
+	}{
+		{0, 0},
+		{-1, 0},
+		{5, 5 * time.Second},
+		{30 * 24 * 3600, 30 * 24 * time.Hour},
+		{1_800_000_010, 10 * time.Second}, // a Unix time
+		{1_700_000_000, -100_000_000 * time.Second},
+	} {
+		if got := flushDelay(tt.exptime, now); got != tt.want {
+			t.Errorf("flushDelay(%d) = %v, want %v", tt.exptime, got, tt.want)
+		}
+	}
+}

@@ -182,11 +182,15 @@ func (ob *objects) ttlOn(node int, key []byte, ttl time.Duration) time.Duration 
 	return ttl
 }
 
+// maxRelativeExptime is memcached's REALTIME_MAXDELTA: an exptime past it
+// is a Unix time.
+const maxRelativeExptime = 30 * 24 * 3600
+
 // exptime converts a TTL to memcached's exptime: seconds, or an absolute
 // time past memcached's 30-day limit for relative ones.
 func exptime(ttl time.Duration) int64 {
 	secs := int64(ttl / time.Second)
-	if secs > 30*24*3600 {
+	if secs > maxRelativeExptime {
 		return time.Now().Unix() + secs
 	}
 	return secs

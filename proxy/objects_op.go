@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/objcache/objcache/protocol"
 	"github.com/objcache/objcache/ring"
@@ -384,14 +385,14 @@ func (ob *objects) completeWrite(c *conn, o *op) {
 }
 
 // earlierWrite reports whether a request before o in its batch writes an
-// object key: its node may not have acknowledged the write yet, so o must
-// not be answered from the hot tier.
+// object key, or flushes: its nodes may not have acknowledged it yet, so o
+// must not be answered from the hot tier.
 func earlierWrite(c *conn, o *op) bool {
 	for _, p := range c.ops {
 		if p == o {
 			return false
 		}
-		if p.kind == opDelete || p.kind == opWrite {
+		if p.kind == opDelete || p.kind == opWrite || p.kind == opFlush {
 			return true
 		}
 	}
@@ -459,5 +460,45 @@ func (ob *objects) completeDelete(c *conn, o *op) {
 		c.bw.Write(protocol.Deleted)
 	default:
 		c.bw.Write(protocol.NotFound)
+	}
+}
+
+// dispatchFlush drops every object from the hot tier before flush_all is
+// sent, and has the flush waited for (opFlush), so that completeFlush drops
+// them again once the nodes have acknowledged it: the first drop alone
+// leaves what readers in flight read before the flush to be put back, as
+// for a write of one key. Without a hot tier, flush_all is a plain fan-out.
+func (ob *objects) dispatchFlush(o *op) {
+	if ob.hot == nil {
+		return
+	}
+	ob.hot.clear()
+	o.kind = opFlush
+}
+
+// completeFlush answers flush_all as a fan-out does (nothing under noreply),
+// then drops the hot tier again, and schedules the drop of a flush with a
+// delay for when its nodes drop their items.
+func (ob *objects) completeFlush(c *conn, o *op) {
+	if o.req.NoReply {
+		o.waitAll()
+	} else {
+		c.writeFanout(o)
+	}
+	ob.hot.clear()
+	ob.hot.clearAfter(flushDelay(o.req.Exptime, time.Now()))
+}
+
+// flushDelay is how long after now memcached drops its items for flush_all
+// with delay exptime: seconds, or a Unix time past memcached's 30-day limit
+// for relative times.
+func flushDelay(exptime int32, now time.Time) time.Duration {
+	switch {
+	case exptime <= 0:
+		return 0
+	case exptime > maxRelativeExptime:
+		return time.Unix(int64(exptime), 0).Sub(now)
+	default:
+		return time.Duration(exptime) * time.Second
 	}
 }

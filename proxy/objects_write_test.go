@@ -130,3 +130,56 @@ func TestWritersReadTheirOwnWritesUnderConcurrentReaders(t *testing.T) {
 		}
 	}
 }
+
+// hotHit gets key until the hot tier answers it, and fails the test if it
+// does not within a few seconds.
+func hotHit(t *testing.T, c *testsupport.Conn, key, want string) {
+	t.Helper()
+	eventually(t, 5*time.Second, key+" answered by the hot tier", func() bool {
+		before := readStats(t, c)["hot_hits"]
+		c.Send("get " + key + "\r\n")
+		if got := readValue(t, c, key); got != want {
+			t.Fatalf("get %s = %q, want %q", key, got, want)
+		}
+		return readStats(t, c)["hot_hits"] != before
+	})
+}
+
+// TestFlushAllEmptiesTheHotTier: after flush_all every object is read from
+// its node again, which has nothing; with a delay, once the delay has
+// passed. noreply changes only the answer.
+func TestFlushAllEmptiesTheHotTier(t *testing.T) {
+	e := startObjectEnv(t, testsupport.SharedPostgres(t), func(c *proxy.Config) {
+		c.HotTier = proxy.HotTier{MaxBytes: 1 << 20, TTL: time.Minute}
+	})
+	c := testsupport.Dial(t, e.addr)
+	for _, flush := range []string{"flush_all\r\n", "flush_all noreply\r\n", "flush_all 0\r\n"} {
+		c.Send(setCmd("User:40", "{}"))
+		c.Expect("STORED\r\n")
+		hotHit(t, c, "User:40", "{}")
+		c.Send(flush)
+		if !strings.Contains(flush, "noreply") {
+			c.Expect("OK\r\n")
+		}
+		c.Send("get User:40\r\n")
+		if got, want := readValue(t, c, "User:40"), e.rowJSON(t, "users", 40); got != want {
+			t.Errorf("get User:40 after %q = %q, want the row %s", flush, got, want)
+		}
+	}
+
+	c.Send(setCmd("User:41", "{}"))
+	c.Expect("STORED\r\n")
+	hotHit(t, c, "User:41", "{}")
+	c.Send("flush_all 2\r\n")
+	c.Expect("OK\r\n")
+	flushed := time.Now().Add(2 * time.Second)
+	c.Send("get User:41\r\n")
+	if got := readValue(t, c, "User:41"); got != "{}" {
+		t.Errorf("get User:41 before flush_all's delay has passed = %q, want {}", got)
+	}
+	time.Sleep(time.Until(flushed.Add(1100 * time.Millisecond))) // memcached's clock ticks in seconds
+	c.Send("get User:41\r\n")
+	if got, want := readValue(t, c, "User:41"), e.rowJSON(t, "users", 41); got != want {
+		t.Errorf("get User:41 after flush_all's delay = %q, want the row %s", got, want)
+	}
+}

@@ -20,6 +20,7 @@ const (
 	opObjects               // a retrieval with object keys (objects_op.go)
 	opDelete                // a delete of an object key: a tombstone
 	opWrite                 // a storage command of an object key (objects_op.go)
+	opFlush                 // flush_all with a hot tier: opFanout that drops it (objects_op.go)
 )
 
 // op is one client request in flight: what was asked and the backend calls
@@ -224,12 +225,15 @@ func (c *conn) sendCall(o *op, j int) {
 func (c *conn) dispatchFanout(o *op) {
 	r := &o.req
 	o.kind = opFanout
+	if r.Command == protocol.CmdFlushAll && c.t.obj != nil {
+		c.t.obj.dispatchFlush(o) // opFlush when there is a hot tier: the replies are waited for
+	}
 	for _, n := range c.t.nodes {
 		cl := newCall(r.Command)
 		cl.req = appendForward(cl.req, r)
-		cl.noreply = r.NoReply
+		cl.noreply = r.NoReply && o.kind != opFlush
 		n.send(c.slot, cl)
-		if !r.NoReply {
+		if !cl.noreply {
 			o.calls = append(o.calls, cl)
 		}
 	}
@@ -257,6 +261,8 @@ func (c *conn) complete(o *op) {
 		c.t.obj.completeDelete(c, o)
 	case opWrite:
 		c.t.obj.completeWrite(c, o)
+	case opFlush:
+		c.t.obj.completeFlush(c, o)
 	}
 	for i, cl := range o.calls {
 		if cl != nil {
