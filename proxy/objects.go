@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,9 @@ type Loader interface {
 	Counters() map[string]uint64
 }
 
-// Model is a configured model: keys "Name:id" of it are objects.
+// Model is a configured model: keys "Name:id" of it are objects. Both ttls
+// must be positive (New and Reload refuse others); they are rounded up to
+// whole seconds.
 type Model struct {
 	TTL         time.Duration // how long a row stays on its node
 	NegativeTTL time.Duration // how long a missing row is remembered
@@ -61,7 +64,7 @@ type objects struct {
 	full        *ring.Ring // every node: the one that owns a key when none is ejected
 	loader      Loader
 	models      map[string]*model
-	tombTTL     int64         // exptime of tombstones, seconds
+	tombTTL     time.Duration // how long tombstones live
 	failoverTTL time.Duration // bounds the ttl of fills on a node that stands in for another
 	hot         *hotTier
 	fillWithSet bool
@@ -117,8 +120,8 @@ func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
 	if failover <= 0 {
 		failover = max(defaultFailoverTTL, cfg.TombstoneTTL)
 	}
-	if failover < cfg.TombstoneTTL {
-		return nil, fmt.Errorf("proxy: FailoverTTL (%v) must be at least TombstoneTTL (%v)", failover, cfg.TombstoneTTL)
+	if err := checkObjectConfig(cfg, failover); err != nil {
+		return nil, err
 	}
 	full, err := ring.New(cfg.Backends)
 	if err != nil {
@@ -135,7 +138,7 @@ func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
 		stats:       s.objStats,
 		loader:      cfg.Loader,
 		models:      make(map[string]*model),
-		tombTTL:     int64(cfg.TombstoneTTL / time.Second),
+		tombTTL:     cfg.TombstoneTTL,
 		failoverTTL: failover,
 		hot:         hot,
 		fillWithSet: cfg.FillWithSet,
@@ -146,6 +149,35 @@ func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
 		ob.models[name] = &model{name: name, ttl: m.TTL, negTTL: m.NegativeTTL}
 	}
 	return ob, nil
+}
+
+// checkObjectConfig refuses object settings that would let stale rows in:
+// a ttl that is not positive (memcached's 0 is never to expire), and
+// tombstones that could expire before the fills they race are stored (a
+// load, then a store) or before those stored on a stand-in node.
+func checkObjectConfig(cfg Config, failover time.Duration) error {
+	names := make([]string, 0, len(cfg.Models))
+	for name := range cfg.Models {
+		names = append(names, name)
+	}
+	sort.Strings(names) // name the same model every time
+	for _, name := range names {
+		m := cfg.Models[name]
+		if m.TTL <= 0 {
+			return fmt.Errorf("proxy: model %q: TTL must be positive, not %v", name, m.TTL)
+		}
+		if m.NegativeTTL <= 0 {
+			return fmt.Errorf("proxy: model %q: NegativeTTL must be positive, not %v", name, m.NegativeTTL)
+		}
+	}
+	if race := cfg.LoadTimeout + cfg.Timeout; cfg.TombstoneTTL <= race {
+		return fmt.Errorf("proxy: TombstoneTTL (%v) must be longer than LoadTimeout + Timeout (%v): a fill that raced a delete could land after its tombstone is gone",
+			cfg.TombstoneTTL, race)
+	}
+	if failover < cfg.TombstoneTTL {
+		return fmt.Errorf("proxy: FailoverTTL (%v) must be at least TombstoneTTL (%v)", failover, cfg.TombstoneTTL)
+	}
+	return nil
 }
 
 // lookup returns the model of key when key is an object key.
@@ -186,10 +218,11 @@ func (ob *objects) ttlOn(node int, key []byte, ttl time.Duration) time.Duration 
 // is a Unix time.
 const maxRelativeExptime = 30 * 24 * 3600
 
-// exptime converts a TTL to memcached's exptime: seconds, or an absolute
-// time past memcached's 30-day limit for relative ones.
+// exptime converts a positive ttl to memcached's exptime: whole seconds,
+// rounded up (0 would be never to expire), or a Unix time past memcached's
+// 30-day limit of relative times.
 func exptime(ttl time.Duration) int64 {
-	secs := int64(ttl / time.Second)
+	secs := int64((ttl + time.Second - 1) / time.Second)
 	if secs > maxRelativeExptime {
 		return time.Now().Unix() + secs
 	}

@@ -424,9 +424,11 @@ func (ob *objects) dispatchDelete(c *conn, o *op) {
 func (ob *objects) tombstoneCall(key []byte) (*node, *call) {
 	ob.dropHot(key)
 	ob.stats.Tombstones.Add(1)
+	n := ob.t.pick(key)
+	exp := exptime(ob.ttlOn(n, key, ob.tombTTL))
 	set := newCall(protocol.CmdSet)
-	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, ob.tombTTL, tombstone.TombstoneValue, 0)
-	return ob.t.nodes[ob.t.pick(key)], set
+	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, exp, tombstone.TombstoneValue, 0)
+	return ob.t.nodes[n], set
 }
 
 // dropHot removes key from the hot tier, if there is one.

@@ -74,8 +74,10 @@ type Config struct {
 	// Models are the configured models by name: keys "Name:id" with an id
 	// that Loader accepts are objects.
 	Models map[string]Model
-	// TombstoneTTL is how long a delete's tombstone lives; it must outlast
-	// the loader's query timeout. Zero means 10s.
+	// TombstoneTTL is how long a delete's tombstone lives. It must be
+	// longer than LoadTimeout + Timeout, the longest a fill that raced the
+	// delete can take to land; New and Reload refuse a shorter one. Zero
+	// means 10s.
 	TombstoneTTL time.Duration
 	// FailoverTTL bounds how long a fill lives on a node that stands in
 	// for the key's own node while that one is ejected: such a fill is
