@@ -52,6 +52,7 @@ type ObjectStats struct {
 	Joined       atomic.Uint64 // misses that joined a load already in flight
 	FillsStored  atomic.Uint64 // rows and negative entries stored
 	FillsRefused atomic.Uint64 // fills refused by add/cas: a delete won
+	FillsFailed  atomic.Uint64 // fills whose store failed: a backend error, a timeout or an error reply
 	FillsSkipped atomic.Uint64 // fills not stored because the node read failed or the ring changed
 	Tombstones   atomic.Uint64 // tombstones written by deletes
 }
@@ -420,7 +421,11 @@ func (ob *objects) awaitFills(b *fillBatch, calls []*call, fl []*flight) {
 			rep, ok = protocol.ParseMetaReply(cl.reply.Raw)
 		}
 		cl.release()
-		if !ok || rep.Status != protocol.MetaStored {
+		switch {
+		case !ok:
+			ob.stats.FillsFailed.Add(1)
+			continue
+		case rep.Status != protocol.MetaStored: // NS, EX, NF: the key is not what the fill saw
 			ob.stats.FillsRefused.Add(1)
 			continue
 		}

@@ -96,3 +96,31 @@ func TestGetsOfAFilledRowAnswersTheCASItsNodeHolds(t *testing.T) {
 		t.Errorf("gets SlowUser:11 from %d connections at once answered CAS values %v; the node holds %d", len(conns), seen, want)
 	}
 }
+
+// TestAFillWhoseStoreTimesOutIsCountedAsFailed: a fill whose node stops
+// answering between the read and the store still answers its client the
+// row, and counts in fills_failed, not in fills_refused, which is for fills
+// that a delete beat.
+func TestAFillWhoseStoreTimesOutIsCountedAsFailed(t *testing.T) {
+	e := startObjectEnv(t, testsupport.SharedPostgres(t), func(c *proxy.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.ServerFailureLimit = -1 // the ring stays as it is
+	})
+	key, id := "GatedUser:13", 13
+	waiting, open := e.closeGate(t)
+	reader := testsupport.Dial(t, e.addr)
+	reader.Send("get " + key + "\r\n")
+	waiting()
+	node := e.nodes[pickNode(t, e, key)]
+	node.Pause()
+	t.Cleanup(node.Resume)
+	open()
+	reader.Expect(valueReplyOf(key, e.rowJSON(t, "users", id)) + "END\r\n")
+	node.Resume()
+	stats := readStats(t, reader)
+	for name, want := range map[string]string{"fills_failed": "1", "fills_refused": "0", "fills_stored": "0"} {
+		if stats[name] != want {
+			t.Errorf("STAT %s = %q, want %s", name, stats[name], want)
+		}
+	}
+}
