@@ -124,3 +124,98 @@ func TestAFillWhoseStoreTimesOutIsCountedAsFailed(t *testing.T) {
 		}
 	}
 }
+
+// TestAFillAfterAFailedReadIsNotStored: a node read that fails counts as a
+// miss for the client, which gets the row from the database, but the fill
+// stores nothing: the node may hold a tombstone newer than the row, which
+// the read could not see. A node that hangs, then comes back, shows it:
+// the store would have been queued behind the read and landed afterwards.
+func TestAFillAfterAFailedReadIsNotStored(t *testing.T) {
+	e := startObjectEnv(t, testsupport.SharedPostgres(t), func(c *proxy.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.ServerFailureLimit = -1 // the key stays on its node
+	})
+	node := e.nodes[pickNode(t, e, "User:14")]
+	node.Pause()
+	t.Cleanup(node.Resume)
+	c := testsupport.Dial(t, e.addr)
+	c.Send("get User:14\r\n")
+	c.Expect(valueReplyOf("User:14", e.rowJSON(t, "users", 14)) + "END\r\n")
+	node.Resume()
+	time.Sleep(100 * time.Millisecond) // for anything queued on the node to land
+	if cas := nodeCAS(t, node.Addr, "User:14"); cas != 0 {
+		t.Errorf("the node holds User:14 (CAS %d), stored by a fill whose read failed", cas)
+	}
+	stats := readStats(t, c)
+	for name, want := range map[string]string{"fills_skipped": "1", "fills_stored": "0", "fills_failed": "0"} {
+		if stats[name] != want {
+			t.Errorf("STAT %s = %q, want %s", name, stats[name], want)
+		}
+	}
+}
+
+// TestAReadAfterADeleteRefillsByCASAndLaterReadsHitTheNode: the first read
+// after a delete replaces the tombstone with the new row (a cas on the
+// tombstone's CAS value: an add would find the key taken), so the reads
+// after it are node hits, not loads.
+func TestAReadAfterADeleteRefillsByCASAndLaterReadsHitTheNode(t *testing.T) {
+	e := startObjectEnv(t, testsupport.SharedPostgres(t), nil)
+	c := testsupport.Dial(t, e.addr)
+	c.Send("get User:15\r\n")
+	readValue(t, c, "User:15")
+	e.exec(t, "UPDATE users SET name = 'renamed' WHERE id = 15")
+	c.Send("delete User:15\r\n")
+	c.Expect("DELETED\r\n")
+	row := e.rowJSON(t, "users", 15)
+	c.Send("get User:15\r\n")
+	c.Expect(valueReplyOf("User:15", row) + "END\r\n")
+
+	direct := testsupport.Dial(t, e.nodes[pickNode(t, e, "User:15")].Addr)
+	direct.Send("get User:15\r\n")
+	direct.Expect(valueReplyOf("User:15", row) + "END\r\n")
+	before := readStats(t, c)
+	for i := 0; i < 3; i++ {
+		c.Send("get User:15\r\n")
+		c.Expect(valueReplyOf("User:15", row) + "END\r\n")
+	}
+	after := readStats(t, c)
+	if before["loads"] != after["loads"] {
+		t.Errorf("reads after the refill loaded again: STAT loads %s, then %s", before["loads"], after["loads"])
+	}
+	if after["node_hits"] != "3" || after["fills_stored"] != "2" {
+		t.Errorf("STAT node_hits = %s, fills_stored = %s; want 3 and 2 (the first fill, then the refill)",
+			after["node_hits"], after["fills_stored"])
+	}
+}
+
+// TestAReadJustBeforeAFillLandsJoinsItInsteadOfQuerying: a request that
+// read the node before a fill's store landed, but reaches the flights only
+// after the store, joins the finished flight instead of querying again.
+// Here the request's read of another node hangs for the backend timeout,
+// so it reaches the flights well after the fill it read before.
+func TestAReadJustBeforeAFillLandsJoinsItInsteadOfQuerying(t *testing.T) {
+	e := startObjectEnv(t, testsupport.SharedPostgres(t), func(c *proxy.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.ServerFailureLimit = -1
+	})
+	key, id := objectKeyOn(t, e, "GatedUser", 0)
+	plain := keysOn(ringOf(t, []string{e.nodes[0].Addr, e.nodes[1].Addr}), 1, "plain", 1)[0]
+	row := e.rowJSON(t, "users", id)
+	waiting, open := e.closeGate(t)
+	owner := testsupport.Dial(t, e.addr)
+	owner.Send("get " + key + "\r\n")
+	waiting()
+	e.nodes[1].Pause()
+	t.Cleanup(e.nodes[1].Resume)
+	late := testsupport.Dial(t, e.addr)
+	late.Send("get " + key + " " + plain + "\r\n") // reads node 0 now, waits for node 1
+	time.Sleep(100 * time.Millisecond)
+	open()
+	owner.Expect(valueReplyOf(key, row) + "END\r\n")
+	late.Expect(valueReplyOf(key, row) + "END\r\n")
+	e.nodes[1].Resume()
+	stats := readStats(t, owner)
+	if stats["db_queries"] != "1" || stats["load_joined"] != "1" {
+		t.Errorf("STAT db_queries = %s, load_joined = %s; want 1 and 1", stats["db_queries"], stats["load_joined"])
+	}
+}
