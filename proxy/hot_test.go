@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -150,4 +152,80 @@ func TestFlushDelayIsMemcachedsExptime(t *testing.T) {
 			t.Errorf("flushDelay(%d) = %v, want %v", tt.exptime, got, tt.want)
 		}
 	}
+}
+
+// TestHotTierPutsThatRaceADropNeverOutliveIt: readers keep missing a key
+// and putting what they read from its node (a version number), with the
+// epoch they read first, as the object path does; a writer moves the
+// version, as a write landing on the node, then drops the key (or clears
+// the tier), as completeWrite does once the node acknowledged it. Once the
+// drop has returned, no get answers an older version.
+func TestHotTierPutsThatRaceADropNeverOutliveIt(t *testing.T) {
+	h := newTestHotTier(t, 1<<20, time.Minute)
+	key := []byte("User:1")
+	var version atomic.Int64 // the row on the node
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, ok := h.get(key); ok {
+					continue
+				}
+				epoch := h.epoch(key)
+				v := version.Load()
+				h.put(key, &hotEntry{data: []byte(strconv.FormatInt(v, 10))}, epoch)
+			}
+		}()
+	}
+	stale := 0
+	const rounds = 2000
+	for i := int64(1); i <= rounds; i++ {
+		version.Store(i)
+		if i%100 == 0 {
+			h.clear()
+		} else {
+			h.drop(key)
+		}
+		for j := 0; j < 20; j++ {
+			if e, ok := h.get(key); ok {
+				if v, _ := strconv.ParseInt(string(e.data), 10, 64); v < i {
+					stale++
+					break
+				}
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if stale > 0 {
+		t.Errorf("%d of %d drops were followed by a get of an older version", stale, rounds)
+	}
+}
+
+func BenchmarkHotTierGet(b *testing.B) {
+	h, err := newHotTier(HotTier{MaxBytes: 1 << 20, TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.close()
+	key := []byte("User:12345")
+	h.put(key, &hotEntry{data: make([]byte, 200)}, h.epoch(key))
+	h.cache.Wait()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, ok := h.get(key); !ok {
+				b.Error("miss")
+				return
+			}
+		}
+	})
 }
