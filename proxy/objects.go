@@ -18,13 +18,21 @@ import (
 
 // Loader loads the rows of models. The proxy declares what it needs; the
 // command wires in a database loader.
+//
+// A Loader may also have a method Unavailable(err error) bool that reports
+// whether an error of LoadRows means that the database could not serve the
+// load now (it is down, timed out, overloaded), as opposed to an error
+// about the query, such as an SQL error, which a retry meets again: a
+// client is answered "SERVER_ERROR database unavailable" for the first,
+// "SERVER_ERROR database error" for the second. Without the method, every
+// error is unavailability.
 type Loader interface {
 	// ValidID reports whether id is a key of model, parsed into the type of
 	// the model's key column. Keys with invalid ids are plain keys: they
 	// never reach the database.
 	ValidID(model string, id []byte) bool
-	// Load returns the row of each id as a JSON object, nil where there is
-	// no row. An error fails the whole call.
+	// LoadRows returns the row of each id as a JSON object, nil where
+	// there is no row. An error fails the whole call.
 	LoadRows(ctx context.Context, model string, ids [][]byte) ([][]byte, error)
 	// Counters returns the loader's counters (queries, ids, errors) for the
 	// stats command and /metrics.
@@ -80,6 +88,29 @@ type model struct {
 	name   string
 	ttl    time.Duration
 	negTTL time.Duration
+	warns  logLimit // of the model's failed loads
+}
+
+// logLimit lets one log line through per second and counts the ones it
+// holds back, so that a database outage logs a line a second per model, not
+// one per failed load. It is safe for concurrent use.
+type logLimit struct {
+	mu         sync.Mutex // protects last and suppressed
+	last       time.Time  // when the last line was let through
+	suppressed int        // lines held back since
+}
+
+// allow reports whether a line may be logged at now and, if so, how many
+// were held back before it.
+func (l *logLimit) allow(now time.Time) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < time.Second {
+		l.suppressed++
+		return false, 0
+	}
+	l.last, suppressed, l.suppressed = now, l.suppressed, 0
+	return true, suppressed
 }
 
 // flight is one key's load. Requests for the key that arrive while it is in
@@ -104,8 +135,28 @@ type flight struct {
 	err  error
 }
 
-// errDatabase is the client's answer when a load fails.
-var replyDatabaseDown = []byte("SERVER_ERROR database unavailable\r\n")
+// The client's answers when a load fails: the database could not serve it
+// now, or it answered an error about the query.
+var (
+	replyDatabaseDown  = []byte("SERVER_ERROR database unavailable\r\n")
+	replyDatabaseError = []byte("SERVER_ERROR database error\r\n")
+)
+
+// unavailabler is the optional method of a Loader that tells the two apart.
+type unavailabler interface {
+	Unavailable(err error) bool
+}
+
+// loadFailure returns the answer to a request whose load failed with err.
+func (ob *objects) loadFailure(err error) []byte {
+	if errors.Is(err, context.DeadlineExceeded) { // LoadTimeout, the proxy's own bound
+		return replyDatabaseDown
+	}
+	if u, ok := ob.loader.(unavailabler); ok && !u.Unavailable(err) {
+		return replyDatabaseError
+	}
+	return replyDatabaseDown
+}
 
 // replyObjectCommand answers incr, decr, append and prepend on objects.
 var replyObjectCommand = []byte("CLIENT_ERROR object keys do not support this command\r\n")
@@ -352,7 +403,10 @@ func (ob *objects) load(m *model, ids [][]byte, mine []int, fl []*flight) {
 	}
 	if err != nil {
 		ob.stats.LoadErrors.Add(1)
-		ob.s.cfg.Logger.Warn("object load failed", "model", m.name, "ids", len(want), "err", err)
+		if ok, suppressed := m.warns.allow(time.Now()); ok {
+			ob.s.cfg.Logger.Warn("object load failed", "model", m.name, "ids", len(want), "err", err,
+				"suppressed", suppressed)
+		}
 	}
 	for j, i := range mine {
 		if err != nil {

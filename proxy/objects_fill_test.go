@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -217,5 +218,65 @@ func TestAReadJustBeforeAFillLandsJoinsItInsteadOfQuerying(t *testing.T) {
 	stats := readStats(t, owner)
 	if stats["db_queries"] != "1" || stats["load_joined"] != "1" {
 		t.Errorf("STAT db_queries = %s, load_joined = %s; want 1 and 1", stats["db_queries"], stats["load_joined"])
+	}
+}
+
+// TestAnSQLErrorIsNotReportedAsTheDatabaseBeingDown: a load that the
+// database answered with an error about the query (here a division by
+// zero in the model's view) answers SERVER_ERROR database error; a retry
+// meets it again, unlike an outage (TestDatabaseDownHitsAnswerAndMissesFailFast).
+func TestAnSQLErrorIsNotReportedAsTheDatabaseBeingDown(t *testing.T) {
+	e := startObjectEnv(t, testsupport.SharedPostgres(t), nil)
+	c := testsupport.Dial(t, e.addr)
+	c.Send("get FailingUser:1\r\nget User:1 FailingUser:2\r\n")
+	c.Expect("SERVER_ERROR database error\r\nSERVER_ERROR database error\r\n")
+}
+
+// lockedBuffer is an io.Writer for a logger that several goroutines use.
+type lockedBuffer struct {
+	mu  sync.Mutex // protects buf
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestFailedLoadsAreLoggedAtMostOncePerSecondPerModel: a database that
+// fails every load does not flood the log; the next line says how many it
+// held back.
+func TestFailedLoadsAreLoggedAtMostOncePerSecondPerModel(t *testing.T) {
+	var log lockedBuffer
+	e := startObjectEnv(t, testsupport.SharedPostgres(t), func(c *proxy.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	})
+	c := testsupport.Dial(t, e.addr)
+	start := time.Now()
+	for i := 1; i <= 50; i++ {
+		c.Send(fmt.Sprintf("get FailingUser:%d\r\n", i))
+		c.Expect("SERVER_ERROR database error\r\n")
+	}
+	took := time.Since(start)
+	n := strings.Count(log.String(), "object load failed")
+	if limit := 1 + int(took/time.Second); n > limit {
+		t.Fatalf("50 failed loads in %v logged %d lines, want at most %d:\n%s", took, n, limit, log.String())
+	}
+	if took >= 900*time.Millisecond {
+		return // a slow machine: the count of the next line is not known
+	}
+	time.Sleep(time.Until(start.Add(1100 * time.Millisecond)))
+	c.Send("get FailingUser:51\r\n")
+	c.Expect("SERVER_ERROR database error\r\n")
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, "suppressed=49") {
+		t.Errorf("the line after a second says %q, want suppressed=49", last)
 	}
 }

@@ -27,3 +27,26 @@ func TestExptimeRoundsUpToWholeSeconds(t *testing.T) {
 		t.Errorf("exptime(31 days) = %d, want the Unix time %d", got, want)
 	}
 }
+
+func TestLogLimitLetsOneLineThroughPerSecond(t *testing.T) {
+	var l logLimit
+	t0 := time.Unix(1_800_000_000, 0)
+	for _, tt := range []struct {
+		at         time.Duration
+		ok         bool
+		suppressed int
+	}{
+		{0, true, 0},
+		{100 * time.Millisecond, false, 0},
+		{999 * time.Millisecond, false, 0},
+		{time.Second, true, 2},
+		{1500 * time.Millisecond, false, 0},
+		{5 * time.Second, true, 1},
+		{6 * time.Second, true, 0},
+	} {
+		ok, suppressed := l.allow(t0.Add(tt.at))
+		if ok != tt.ok || suppressed != tt.suppressed {
+			t.Errorf("allow at +%v = %v, %d; want %v, %d", tt.at, ok, suppressed, tt.ok, tt.suppressed)
+		}
+	}
+}

@@ -85,7 +85,8 @@ type pendingLoad struct {
 
 // completeObjects waits for the node reads, loads and fills the misses, and
 // writes the values in the client's key order. A failed load fails the whole
-// request with SERVER_ERROR: the protocol has no per-key error.
+// request with SERVER_ERROR (loadFailure): the protocol has no per-key
+// error.
 func (ob *objects) completeObjects(c *conn, o *op) {
 	r := &o.req
 	o.refs = o.refs[:0]
@@ -106,9 +107,9 @@ func (ob *objects) completeObjects(c *conn, o *op) {
 		}
 	}
 	loads := ob.classify(o, failed)
-	filled, ok := ob.loadMisses(c, o, loads)
-	if !ok {
-		c.bw.Write(replyDatabaseDown)
+	filled, err := ob.loadMisses(c, o, loads)
+	if err != nil {
+		c.bw.Write(ob.loadFailure(err))
 		return
 	}
 	ob.writeValues(c, o, filled)
@@ -152,10 +153,10 @@ func (ob *objects) classify(o *op, failed map[int32]bool) []pendingLoad {
 func valueOf(ref valueRef) *protocol.Value { return &ref.c.reply.Values[ref.i] }
 
 // loadMisses fills the misses, model by model, and returns what each key
-// resolved to by key index; ok is false when a load failed.
-func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fillResult, bool) {
+// resolved to by key index, or the error of a load that failed.
+func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fillResult, error) {
 	if len(loads) == 0 {
-		return nil, true
+		return nil, nil
 	}
 	filled := make(map[int]fillResult, len(loads))
 	byModel := make(map[*model][]pendingLoad)
@@ -163,7 +164,7 @@ func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fill
 		m, _, _ := ob.lookup(o.req.Keys[l.i])
 		byModel[m] = append(byModel[m], l)
 	}
-	ok := true
+	var err error
 	for m, ls := range byModel {
 		b := &fillBatch{
 			m:      m,
@@ -180,13 +181,13 @@ func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fill
 			b.nodes[j], b.seens[j], b.epochs[j] = o.node[l.i], l.seen, o.epochs[l.i]
 		}
 		for j, res := range ob.fill(c.slot, b) {
-			if res.err != nil {
-				ok = false
+			if res.err != nil && err == nil {
+				err = res.err
 			}
 			filled[ls[j].i] = res
 		}
 	}
-	return filled, ok
+	return filled, err
 }
 
 // writeValues writes the VALUE blocks of the request in key order and END.

@@ -41,12 +41,15 @@ SELECT i, 'user ' || i, i % 2 = 0, timestamptz '2026-01-02 03:04:05+00' + i * in
 FROM generate_series(1, 3000) AS i;
 CREATE VIEW slow_users AS SELECT u.* FROM users u WHERE (SELECT true FROM pg_sleep(0.3));
 CREATE VIEW gated_users AS SELECT u.* FROM users u WHERE (SELECT true FROM pg_advisory_xact_lock_shared(1));
+CREATE TABLE no_rows (n int);
+CREATE VIEW failing_users AS SELECT u.* FROM users u WHERE (SELECT 1 / count(*) FROM no_rows) = 1;
 `
 
 // objectEnv is objcache serving model User (table users), SlowUser (a
-// view that sleeps 0.3 s per query) and GatedUser (a view whose queries
-// wait while a test holds its gate, see closeGate) from a real PostgreSQL,
-// in front of two real memcached nodes.
+// view that sleeps 0.3 s per query), GatedUser (a view whose queries wait
+// while a test holds its gate, see closeGate) and FailingUser (a view whose
+// every query fails with an SQL error, division by zero) from a real
+// PostgreSQL, in front of two real memcached nodes.
 type objectEnv struct {
 	addr  string
 	srv   *proxy.Server
@@ -73,6 +76,7 @@ func startObjectEnv(t *testing.T, pg *testsupport.Postgres, configure func(*prox
 			{Name: "User", Table: "users", Key: "id"},
 			{Name: "SlowUser", Table: "slow_users", Key: "id"},
 			{Name: "GatedUser", Table: "gated_users", Key: "id"},
+			{Name: "FailingUser", Table: "failing_users", Key: "id"},
 		},
 	})
 	if err != nil {
@@ -83,9 +87,10 @@ func startObjectEnv(t *testing.T, pg *testsupport.Postgres, configure func(*prox
 	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
 		c.Loader = ld
 		c.Models = map[string]proxy.Model{
-			"User":      {TTL: time.Minute, NegativeTTL: time.Minute},
-			"SlowUser":  {TTL: time.Minute, NegativeTTL: time.Minute},
-			"GatedUser": {TTL: time.Minute, NegativeTTL: time.Minute},
+			"User":        {TTL: time.Minute, NegativeTTL: time.Minute},
+			"SlowUser":    {TTL: time.Minute, NegativeTTL: time.Minute},
+			"GatedUser":   {TTL: time.Minute, NegativeTTL: time.Minute},
+			"FailingUser": {TTL: time.Minute, NegativeTTL: time.Minute},
 		}
 		c.LoadTimeout = 3 * time.Second
 		if configure != nil {
