@@ -439,22 +439,19 @@ func (ob *objects) sendFills(slot int, b *fillBatch, mine []int, fl []*flight) [
 			continue
 		}
 		how, cas := tombstone.Admit(b.seens[i])
-		if moved {
+		switch {
+		case moved, how == tombstone.Skip && !ob.fillWithSet:
 			ob.stats.FillsSkipped.Add(1)
 			continue
-		}
-		if ob.fillWithSet {
+		case ob.fillWithSet:
 			how = tombstone.Skip // appendFill's plain set
-		} else if how == tombstone.Skip {
-			ob.stats.FillsSkipped.Add(1)
-			continue
 		}
 		value, flags, ttl := f.row, uint32(0), b.m.ttl
 		if value == nil {
 			value, flags, ttl = tombstone.NegativeValue, tombstone.FlagsNegative, b.m.negTTL
 		}
-		cl := newCall(protocol.CmdSet)
 		ttl = ob.ttlOn(int(b.nodes[i]), b.keys[i], ttl)
+		cl := newCall(protocol.CmdSet)
 		cl.req = appendFill(cl.req, b.keys[i], flags, exptime(ttl), value, how, cas)
 		ob.t.nodes[b.nodes[i]].send(slot, cl)
 		calls[i] = cl
