@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -34,6 +35,15 @@ func (l *Loader) LoadRows(ctx context.Context, model string, ids [][]byte) ([][]
 		}
 	}
 	return l.Load(ctx, m, parsed)
+}
+
+// Unavailable reports whether err, from LoadRows, means that the database
+// could not serve the load now (ErrUnavailable), or the Loader would not
+// (ErrOverloaded, ErrClosed), as opposed to an error about the query
+// itself, such as an SQL error, which a retry meets again. The proxy
+// answers the two differently.
+func (l *Loader) Unavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrOverloaded) || errors.Is(err, ErrClosed)
 }
 
 // Counters returns the counters of Stats by the names the proxy's stats

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ type hotEntry struct {
 	cas     uint64 // the CAS value the node had, for gets
 	data    []byte
 	expires time.Duration // on the tier's clock; set by put
+	epoch   uint32        // its key's epoch when it was read; set by put
 }
 
 // entryOverhead is what an entry costs beyond its key and value bytes: the
@@ -36,8 +38,15 @@ const entryOverhead = 272
 // into the tier after the delete dropped it, or this proxy would serve the
 // deleted row to the writer who just deleted it. Every delete bumps the
 // epoch of its key's stripe; a reader notes the epoch before it reads the
-// node and puts its row in only if the epoch has not moved. A delete of
-// another key of the same stripe costs a missed insert, never a stale one.
+// node, and its entry carries that epoch: put refuses it if the epoch has
+// moved, and get refuses it once the epoch moves. get's check is what makes
+// a drop final. ristretto applies a Set later, from a queue, while a Del
+// removes the key at once and only then queues its removal: a put that
+// passed its check just before a drop can have its Set applied after the
+// drop returned, and the entry stays visible until the queued removal
+// catches up. A delete of another key of the same stripe costs a missed
+// insert, or the stripe's cached entries one more node read each, never a
+// stale answer; there are enough stripes for that to be rare.
 //
 // Entries expire on the tier's own clock, checked by get, rather than by
 // ristretto's TTL: ristretto files every insert with a TTL in a bucket per
@@ -50,7 +59,11 @@ type hotTier struct {
 	cache  *ristretto.Cache[[]byte, *hotEntry]
 	ttl    time.Duration
 	start  time.Time // the clock's zero; time.Since uses the monotonic clock
-	epochs [4096]atomic.Uint32
+	epochs [1 << 16]atomic.Uint32
+
+	mu     sync.Mutex  // protects closed and flush; orders ristretto's Clear with Close
+	closed bool        // set by close
+	flush  *time.Timer // the pending clear of a flush_all with a delay
 }
 
 func newHotTier(cfg HotTier) (*hotTier, error) {
@@ -81,10 +94,11 @@ func (h *hotTier) stripe(key []byte) *atomic.Uint32 {
 // epoch returns key's epoch, to pass to put.
 func (h *hotTier) epoch(key []byte) uint32 { return h.stripe(key).Load() }
 
-// get returns key's entry unless it is missing or expired.
+// get returns key's entry unless it is missing, expired, or older than the
+// last drop of its stripe.
 func (h *hotTier) get(key []byte) (*hotEntry, bool) {
 	e, ok := h.cache.Get(key)
-	if !ok || time.Since(h.start) >= e.expires {
+	if !ok || time.Since(h.start) >= e.expires || h.stripe(key).Load() != e.epoch {
 		return nil, false
 	}
 	return e, true
@@ -92,15 +106,16 @@ func (h *hotTier) get(key []byte) (*hotEntry, bool) {
 
 // put caches e under key unless key was deleted since epoch was read.
 //
-// A delete moves the epoch before it removes the key. If the epoch has not
-// moved after the insert was queued, any delete comes later and its removal
-// is queued after the insert; if it has moved, the delete may have removed
-// the key before the insert landed, so put removes it again itself.
+// A delete moves the epoch before it removes the key. If the epoch has moved
+// by the time the insert is queued, the delete may have removed the key
+// before the insert lands, so put removes it again itself, to free its
+// room; get would not answer it anyway.
 func (h *hotTier) put(key []byte, e *hotEntry, epoch uint32) {
 	stripe := h.stripe(key)
 	if stripe.Load() != epoch {
 		return
 	}
+	e.epoch = epoch
 	e.expires = time.Since(h.start) + h.ttl
 	cost := int64(len(e.data) + len(key) + entryOverhead)
 	h.cache.Set(key, e, cost) // ristretto keeps hashes of key, not key
@@ -116,4 +131,47 @@ func (h *hotTier) drop(key []byte) {
 	h.cache.Del(key)
 }
 
-func (h *hotTier) close() { h.cache.Close() }
+// clear removes every entry and moves every epoch, so that no read that
+// started before it can put back what it read.
+func (h *hotTier) clear() {
+	for i := range h.epochs {
+		h.epochs[i].Add(1)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.cache.Clear()
+	}
+}
+
+// clearAfter clears the tier once delay has passed, for a flush_all with a
+// delay, and again a second later: memcached's clock ticks in seconds, so
+// the nodes may take that much longer to drop their items. It replaces the
+// clear that an earlier flush_all scheduled, as each flush_all replaces the
+// delay of the one before it in memcached; a delay <= 0 just cancels that.
+func (h *hotTier) clearAfter(delay time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.flush != nil {
+		h.flush.Stop()
+		h.flush = nil
+	}
+	if h.closed || delay <= 0 {
+		return
+	}
+	h.flush = time.AfterFunc(delay, func() {
+		h.clear()
+		time.AfterFunc(time.Second, h.clear) // no-op once closed
+	})
+}
+
+// close stops the tier. Clears scheduled by clearAfter are cancelled.
+func (h *hotTier) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if h.flush != nil {
+		h.flush.Stop()
+	}
+	h.cache.Close()
+}

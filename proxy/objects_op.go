@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/objcache/objcache/protocol"
+	"github.com/objcache/objcache/ring"
 	"github.com/objcache/objcache/tombstone"
 )
 
@@ -18,8 +20,9 @@ const (
 
 // dispatchObjects starts a retrieval that has object keys: hot tier first,
 // then one gets per node for the rest (CAS values are what fills need).
-// gat and gats touch the node, so they skip the hot tier and never fill. It
-// returns false when no key is an object key.
+// gat and gats serve object keys as get and gets do, their exptime ignored:
+// an object lives its model's ttl, a tombstone the tombstone ttl. Their
+// plain keys are touched. It returns false when no key is an object key.
 func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	r := &o.req
 	any := false
@@ -34,37 +37,44 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	}
 	o.kind = opObjects
 	o.kinds, o.hot, o.epochs, o.node = o.kinds[:0], o.hot[:0], o.epochs[:0], o.node[:0]
-	touch := r.Command == protocol.CmdGat || r.Command == protocol.CmdGats
+	skipHot := earlierWrite(c, o)
+	o.ring = ob.t.ring.Load()
 	for _, k := range r.Keys {
-		kind, e, epoch, n := ob.route(k, touch)
+		kind, e, epoch, n := ob.route(o.ring, k, skipHot)
 		o.kinds = append(o.kinds, kind)
 		o.hot = append(o.hot, e)
 		o.epochs = append(o.epochs, epoch)
 		o.node = append(o.node, n)
 	}
-	head := append(o.buf[:0], "gets"...)
-	if touch {
-		head = r.AppendHead(o.buf[:0])
+	if r.Command != protocol.CmdGat && r.Command != protocol.CmdGats {
+		c.sendPerNode(o, getsHead)
+		return true
 	}
-	c.sendPerNode(o, head)
+	o.callAt = o.callAt[:0]
+	c.sendPerNodeIf(o, getsHead, func(i int) bool { return o.kinds[i] == keyObject })
+	c.sendPerNodeIf(o, r.AppendHead(o.buf[:0]), func(i int) bool { return o.kinds[i] == keyPlain })
 	return true
 }
 
-// route decides how key is served and, when it goes to a node, which.
-func (ob *objects) route(key []byte, touch bool) (keyKind, *hotEntry, uint32, int32) {
+var getsHead = []byte("gets")
+
+// route decides how key is served and, when it goes to a node, which node
+// of r. skipHot sends an object key to its node even when the hot tier has
+// it.
+func (ob *objects) route(r *ring.Ring, key []byte, skipHot bool) (keyKind, *hotEntry, uint32, int32) {
 	if !ob.isObject(key) {
-		return keyPlain, nil, 0, int32(ob.t.pick(key))
+		return keyPlain, nil, 0, int32(r.Pick(key))
 	}
 	var epoch uint32
-	if ob.hot != nil && !touch {
-		if e, ok := ob.hot.get(key); ok {
+	if ob.hot != nil {
+		if e, ok := ob.hot.get(key); ok && !skipHot {
 			ob.stats.HotHits.Add(1)
 			return keyHot, e, 0, -1
 		}
 		ob.stats.HotMisses.Add(1)
 		epoch = ob.hot.epoch(key)
 	}
-	return keyObject, nil, epoch, int32(ob.t.pick(key))
+	return keyObject, nil, epoch, int32(r.Pick(key))
 }
 
 // pendingLoad is one object key of a request that must be loaded.
@@ -75,7 +85,8 @@ type pendingLoad struct {
 
 // completeObjects waits for the node reads, loads and fills the misses, and
 // writes the values in the client's key order. A failed load fails the whole
-// request with SERVER_ERROR: the protocol has no per-key error.
+// request with SERVER_ERROR (loadFailure): the protocol has no per-key
+// error.
 func (ob *objects) completeObjects(c *conn, o *op) {
 	r := &o.req
 	o.refs = o.refs[:0]
@@ -95,11 +106,10 @@ func (ob *objects) completeObjects(c *conn, o *op) {
 			o.matchValues(j)
 		}
 	}
-	touch := r.Command == protocol.CmdGat || r.Command == protocol.CmdGats
-	loads := ob.classify(o, failed, touch)
-	filled, ok := ob.loadMisses(c, o, loads)
-	if !ok {
-		c.bw.Write(replyDatabaseDown)
+	loads := ob.classify(o, failed)
+	filled, err := ob.loadMisses(c, o, loads)
+	if err != nil {
+		c.bw.Write(ob.loadFailure(err))
 		return
 	}
 	ob.writeValues(c, o, filled)
@@ -107,7 +117,7 @@ func (ob *objects) completeObjects(c *conn, o *op) {
 
 // classify sorts the request's object keys into hits (left in o.refs) and
 // misses to load; it puts node hits into the hot tier and drops markers.
-func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingLoad {
+func (ob *objects) classify(o *op, failed map[int32]bool) []pendingLoad {
 	var loads []pendingLoad
 	for i, kind := range o.kinds {
 		if kind != keyObject {
@@ -122,7 +132,7 @@ func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingL
 		switch seen.Kind {
 		case tombstone.Row:
 			ob.stats.NodeHits.Add(1)
-			if ob.hot != nil && !touch {
+			if ob.hot != nil {
 				val := valueOf(ref)
 				data := append([]byte(nil), ref.c.reply.Data(val)...)
 				ob.hot.put(o.req.Keys[i], &hotEntry{flags: val.Flags, cas: val.Cas, data: data}, o.epochs[i])
@@ -132,9 +142,7 @@ func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingL
 			ob.stats.NegativeHits.Add(1)
 		default:
 			ob.stats.NodeMisses.Add(1)
-			if !touch {
-				loads = append(loads, pendingLoad{i: i, seen: seen})
-			}
+			loads = append(loads, pendingLoad{i: i, seen: seen})
 		}
 		o.refs[i] = valueRef{} // a marker is a miss for the client
 	}
@@ -144,43 +152,48 @@ func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingL
 // valueOf returns the Value a valueRef points at.
 func valueOf(ref valueRef) *protocol.Value { return &ref.c.reply.Values[ref.i] }
 
-// loadMisses fills the misses, model by model, and returns each key's row
-// (nil for no row) by key index; ok is false when a load failed.
-func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int][]byte, bool) {
+// loadMisses fills the misses, model by model, and returns what each key
+// resolved to by key index, or the error of a load that failed.
+func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fillResult, error) {
 	if len(loads) == 0 {
-		return nil, true
+		return nil, nil
 	}
-	filled := make(map[int][]byte, len(loads))
+	filled := make(map[int]fillResult, len(loads))
 	byModel := make(map[*model][]pendingLoad)
 	for _, l := range loads {
 		m, _, _ := ob.lookup(o.req.Keys[l.i])
 		byModel[m] = append(byModel[m], l)
 	}
-	ok := true
+	var err error
 	for m, ls := range byModel {
-		keys := make([][]byte, len(ls))
-		ids := make([][]byte, len(ls))
-		seens := make([]tombstone.Seen, len(ls))
-		epochs := make([]uint32, len(ls))
-		for j, l := range ls {
-			keys[j] = o.req.Keys[l.i]
-			_, ids[j], _ = ob.lookup(keys[j])
-			seens[j], epochs[j] = l.seen, o.epochs[l.i]
+		b := &fillBatch{
+			m:      m,
+			ring:   o.ring,
+			keys:   make([][]byte, len(ls)),
+			ids:    make([][]byte, len(ls)),
+			nodes:  make([]int32, len(ls)),
+			seens:  make([]tombstone.Seen, len(ls)),
+			epochs: make([]uint32, len(ls)),
 		}
-		for j, res := range ob.fill(c.slot, m, keys, ids, seens, epochs) {
-			if res.err != nil {
-				ok = false
+		for j, l := range ls {
+			b.keys[j] = o.req.Keys[l.i]
+			_, b.ids[j], _ = ob.lookup(b.keys[j])
+			b.nodes[j], b.seens[j], b.epochs[j] = o.node[l.i], l.seen, o.epochs[l.i]
+		}
+		for j, res := range ob.fill(c.slot, b) {
+			if res.err != nil && err == nil {
+				err = res.err
 			}
-			filled[ls[j].i] = res.row
+			filled[ls[j].i] = res
 		}
 	}
-	return filled, ok
+	return filled, err
 }
 
 // writeValues writes the VALUE blocks of the request in key order and END.
 // Blocks are rebuilt: the nodes were asked with gets, the client may have
 // asked get.
-func (ob *objects) writeValues(c *conn, o *op, filled map[int][]byte) {
+func (ob *objects) writeValues(c *conn, o *op, filled map[int]fillResult) {
 	withCas := o.req.Command == protocol.CmdGets || o.req.Command == protocol.CmdGats
 	hits := 0
 	buf := o.buf[:0]
@@ -192,8 +205,8 @@ func (ob *objects) writeValues(c *conn, o *op, filled map[int][]byte) {
 		case o.refs[i].c != nil:
 			val := valueOf(o.refs[i])
 			buf = protocol.AppendValue(buf, k, val.Flags, o.refs[i].c.reply.Data(val), val.Cas, withCas)
-		case filled[i] != nil:
-			buf = protocol.AppendValue(buf, k, 0, filled[i], 0, withCas)
+		case filled[i].row != nil:
+			buf = protocol.AppendValue(buf, k, 0, filled[i].row, filled[i].cas, withCas)
 		default:
 			continue
 		}
@@ -212,76 +225,233 @@ func (ob *objects) writeValues(c *conn, o *op, filled map[int][]byte) {
 }
 
 // dispatchKeyed handles a single-key command on an object key: delete
-// writes a tombstone; incr, decr, append and prepend are refused; set, add,
-// replace, cas and touch pass through after the hot tier's copy is dropped.
+// writes a tombstone; set passes through (dispatchWrite); add, replace and
+// cas are decided by what the node holds, a marker counting as no item
+// (dispatchConditional); incr, decr, append, prepend and touch are refused.
 // It returns false when the request goes on the plain way.
 func (ob *objects) dispatchKeyed(c *conn, o *op) bool {
 	r := &o.req
 	switch r.Command {
-	case protocol.CmdIncr, protocol.CmdDecr, protocol.CmdAppend, protocol.CmdPrepend:
-		if !r.NoReply {
-			o.local = replyObjectCommand
-		}
-		return true
+	case protocol.CmdIncr, protocol.CmdDecr, protocol.CmdAppend, protocol.CmdPrepend, protocol.CmdTouch:
+		answer(o, replyObjectCommand)
 	case protocol.CmdDelete:
 		ob.dispatchDelete(c, o)
-		return true
+	case protocol.CmdSet:
+		ob.dispatchWrite(c, o)
+	case protocol.CmdAdd, protocol.CmdReplace, protocol.CmdCas:
+		ob.dispatchConditional(c, o)
+	default:
+		return false
 	}
-	if ob.hot != nil {
-		ob.hot.drop(r.Keys[0])
+	return true
+}
+
+// answer makes line o's reply, unless the client asked for none.
+func answer(o *op, line []byte) {
+	if !o.req.NoReply {
+		o.local = line
+	}
+}
+
+// dispatchConditional decides add, replace and cas of an object key as
+// memcached would if markers were not there: it reads the key first (and
+// waits, so that requests pipelined behind it go to the node after it).
+// add stores only where there is no row: as a fill would, by tombstone.Admit
+// (add where the key is absent, cas on the CAS of a marker, so that a write
+// that lands in between wins); a row answers NOT_STORED. replace and cas
+// pass through where there is a row, and answer NOT_STORED and NOT_FOUND
+// where there is none or a marker. A row that is replaced by a tombstone
+// between the read and the write is memcached's race between two clients.
+func (ob *objects) dispatchConditional(c *conn, o *op) {
+	r := &o.req
+	seen, failure := ob.peek(c, r.Keys[0])
+	switch {
+	case failure != nil:
+		answer(o, failure)
+	case r.Command == protocol.CmdAdd:
+		switch how, cas := tombstone.Admit(seen); how {
+		case tombstone.Add:
+			ob.dispatchWrite(c, o)
+		case tombstone.Cas:
+			ob.dispatchAddOver(c, o, cas)
+		default:
+			answer(o, protocol.NotStored)
+		}
+	case seen.Kind == tombstone.Row:
+		ob.dispatchWrite(c, o)
+	case r.Command == protocol.CmdReplace:
+		answer(o, protocol.NotStored)
+	default: // cas
+		answer(o, protocol.NotFound)
+	}
+}
+
+// peek reads key on its node with gets and returns what it holds, or the
+// line to answer when the read failed.
+func (ob *objects) peek(c *conn, key []byte) (tombstone.Seen, []byte) {
+	get := newCall(protocol.CmdGets)
+	defer get.release()
+	get.req = append(get.req, "gets "...)
+	get.req = append(get.req, key...)
+	get.req = append(get.req, '\r', '\n')
+	ob.t.nodes[ob.t.pick(key)].send(c.slot, get)
+	get.wait()
+	switch {
+	case get.err != nil:
+		return tombstone.Seen{}, errorLine(get.err)
+	case !get.reply.Ended:
+		return tombstone.Seen{}, append([]byte(nil), get.reply.Raw...)
+	case get.reply.TooLarge: // larger than any marker
+		return tombstone.Seen{Kind: tombstone.Row}, nil
+	case len(get.reply.Values) == 0:
+		return tombstone.Seen{Kind: tombstone.Absent}, nil
+	}
+	v := &get.reply.Values[0]
+	return tombstone.Seen{Kind: tombstone.Classify(true, v.Flags), Cas: v.Cas}, nil
+}
+
+// dispatchAddOver stores the value of an add over the marker whose CAS
+// value is cas, by cas; completeWrite answers NOT_STORED if the key
+// changed in between.
+func (ob *objects) dispatchAddOver(c *conn, o *op, cas uint64) {
+	r := &o.req
+	key := r.Keys[0]
+	ob.dropHot(key)
+	cl := newCall(protocol.CmdCas)
+	cl.req = appendStore(cl.req, "cas", key, r.Flags, int64(r.Exptime), r.Value(), cas)
+	ob.t.nodes[ob.t.pick(key)].send(c.slot, cl)
+	o.kind = opWrite
+	o.calls = append(o.calls, cl)
+}
+
+// A write of an object key drops the key from the hot tier twice: before it
+// is sent, and again once its node has acknowledged it, before the client
+// is answered. The first drop alone is not enough for a client to read its
+// own write. A reader on another connection may read the key's epoch after
+// the first drop, then read the node before the write lands there: its
+// epoch check passes, and it puts the old row back into the hot tier, where
+// the writer's next get would find it. Once the node has acknowledged the
+// write, every node read that starts later sees it; the second drop moves
+// the epoch again, so the readers that started earlier cannot put back what
+// they read. That is why a noreply write is still waited for: only the
+// client's answer is left out.
+//
+// Requests that a client pipelines after a write are dispatched before the
+// write is acknowledged; earlierWrite sends their object keys to the nodes
+// (behind the write, on the same pipe) instead of the hot tier.
+
+// dispatchWrite passes a storage command of an object key to its node, as a
+// call that completeWrite waits for even under noreply.
+func (ob *objects) dispatchWrite(c *conn, o *op) {
+	r := &o.req
+	key := r.Keys[0]
+	ob.dropHot(key)
+	cl := newCall(r.Command)
+	cl.req = appendForward(cl.req, r)
+	ob.t.nodes[ob.t.pick(key)].send(c.slot, cl)
+	o.kind = opWrite
+	o.calls = append(o.calls, cl)
+}
+
+// unlink replaces the value of o's key with a tombstone, for a set that was
+// refused as too large; o's reply is the refusal, written by completeWrite
+// once the tombstone is stored.
+func (ob *objects) unlink(c *conn, o *op) {
+	n, set := ob.tombstoneCall(o.req.Keys[0])
+	n.send(c.slot, set)
+	o.kind = opWrite
+	o.calls = append(o.calls, set)
+}
+
+// completeWrite waits for the node to acknowledge the write, drops the key
+// from the hot tier again, and relays the node's answer unless the client
+// asked for none.
+func (ob *objects) completeWrite(c *conn, o *op) {
+	r := &o.req
+	cl := o.calls[0]
+	cl.wait()
+	ob.dropHot(r.Keys[0])
+	switch {
+	case r.Command == protocol.CmdError: // unlink: the answer is the refusal
+		c.bw.Write(o.local)
+	case r.NoReply:
+	case cl.err != nil:
+		c.bw.Write(errorLine(cl.err))
+	case r.Command == protocol.CmdAdd && cl.cmd == protocol.CmdCas && // dispatchAddOver
+		(bytes.Equal(cl.reply.Raw, protocol.Exists) || bytes.Equal(cl.reply.Raw, protocol.NotFound)):
+		c.bw.Write(protocol.NotStored)
+	default:
+		c.bw.Write(cl.reply.Raw)
+	}
+}
+
+// earlierWrite reports whether a request before o in its batch writes an
+// object key, or flushes: its nodes may not have acknowledged it yet, so o
+// must not be answered from the hot tier.
+func earlierWrite(c *conn, o *op) bool {
+	for _, p := range c.ops {
+		if p == o {
+			return false
+		}
+		if p.kind == opDelete || p.kind == opWrite || p.kind == opFlush {
+			return true
+		}
 	}
 	return false
 }
 
 // dispatchDelete replaces the key with a tombstone, after dropping it from
-// the hot tier (so that this proxy's clients read their own deletes). The
-// tombstone is a plain set: whatever a fill stores after it must cas over it.
-// A gets sent before it tells whether there was a row to delete.
+// the hot tier. The tombstone is a plain set: whatever a fill stores after it
+// must cas over it. A gets sent before it tells whether there was a row to
+// delete; under noreply there is no answer, and no gets.
 func (ob *objects) dispatchDelete(c *conn, o *op) {
 	r := &o.req
-	key := r.Keys[0]
-	if r.NoReply {
-		ob.tombstone(c, key)
-		return
-	}
-	n, set := ob.tombstoneCall(key)
+	n, set := ob.tombstoneCall(r.Keys[0])
 	o.kind = opDelete
-	get := newCall(protocol.CmdGets)
-	get.req = append(get.req, "gets "...)
-	get.req = append(get.req, key...)
-	get.req = append(get.req, '\r', '\n')
-	n.send(c.slot, get)
+	if !r.NoReply {
+		get := newCall(protocol.CmdGets)
+		get.req = append(get.req, "gets "...)
+		get.req = append(get.req, r.Keys[0]...)
+		get.req = append(get.req, '\r', '\n')
+		n.send(c.slot, get)
+		o.calls = append(o.calls, get)
+	}
 	n.send(c.slot, set)
-	o.calls = append(o.calls, get, set)
-}
-
-// tombstone drops key from the hot tier and replaces its value on its node
-// with a tombstone, answering nobody.
-func (ob *objects) tombstone(c *conn, key []byte) {
-	n, set := ob.tombstoneCall(key)
-	set.noreply = true
-	n.send(c.slot, set)
+	o.calls = append(o.calls, set)
 }
 
 // tombstoneCall drops key from the hot tier and returns the set that
 // replaces its value with a tombstone, and the node to send it to.
 func (ob *objects) tombstoneCall(key []byte) (*node, *call) {
+	ob.dropHot(key)
+	ob.stats.Tombstones.Add(1)
+	n := ob.t.pick(key)
+	exp := exptime(ob.ttlOn(n, key, ob.tombTTL))
+	set := newCall(protocol.CmdSet)
+	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, exp, tombstone.TombstoneValue, 0)
+	return ob.t.nodes[n], set
+}
+
+// dropHot removes key from the hot tier, if there is one.
+func (ob *objects) dropHot(key []byte) {
 	if ob.hot != nil {
 		ob.hot.drop(key)
 	}
-	ob.stats.Tombstones.Add(1)
-	set := newCall(protocol.CmdSet)
-	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, ob.tombTTL, tombstone.TombstoneValue, 0)
-	return ob.t.nodes[ob.t.pick(key)], set
 }
 
-// completeDelete answers DELETED when a row was replaced by the tombstone
-// (or the read before it failed, so it may have been), NOT_FOUND when there
-// was none (absent, or a marker).
+// completeDelete waits for the tombstone, drops the key from the hot tier
+// again, and answers DELETED when a row was replaced by the tombstone (or
+// the read before it failed, so it may have been), NOT_FOUND when there was
+// none (absent, or a marker).
 func (ob *objects) completeDelete(c *conn, o *op) {
-	get, set := o.calls[0], o.calls[1]
-	get.wait()
+	set := o.calls[len(o.calls)-1]
 	set.wait()
+	ob.dropHot(o.req.Keys[0])
+	if o.req.NoReply {
+		return
+	}
+	get := o.calls[0]
+	get.wait()
 	switch {
 	case set.err != nil:
 		c.bw.Write(errorLine(set.err))
@@ -293,5 +463,45 @@ func (ob *objects) completeDelete(c *conn, o *op) {
 		c.bw.Write(protocol.Deleted)
 	default:
 		c.bw.Write(protocol.NotFound)
+	}
+}
+
+// dispatchFlush drops every object from the hot tier before flush_all is
+// sent, and has the flush waited for (opFlush), so that completeFlush drops
+// them again once the nodes have acknowledged it: the first drop alone
+// leaves what readers in flight read before the flush to be put back, as
+// for a write of one key. Without a hot tier, flush_all is a plain fan-out.
+func (ob *objects) dispatchFlush(o *op) {
+	if ob.hot == nil {
+		return
+	}
+	ob.hot.clear()
+	o.kind = opFlush
+}
+
+// completeFlush answers flush_all as a fan-out does (nothing under noreply),
+// then drops the hot tier again, and schedules the drop of a flush with a
+// delay for when its nodes drop their items.
+func (ob *objects) completeFlush(c *conn, o *op) {
+	if o.req.NoReply {
+		o.waitAll()
+	} else {
+		c.writeFanout(o)
+	}
+	ob.hot.clear()
+	ob.hot.clearAfter(flushDelay(o.req.Exptime, time.Now()))
+}
+
+// flushDelay is how long after now memcached drops its items for flush_all
+// with delay exptime: seconds, or a Unix time past memcached's 30-day limit
+// for relative times.
+func flushDelay(exptime int32, now time.Time) time.Duration {
+	switch {
+	case exptime <= 0:
+		return 0
+	case exptime > maxRelativeExptime:
+		return time.Unix(int64(exptime), 0).Sub(now)
+	default:
+		return time.Duration(exptime) * time.Second
 	}
 }

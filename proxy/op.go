@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/objcache/objcache/protocol"
+	"github.com/objcache/objcache/ring"
 )
 
 // opKind says how an op is answered.
@@ -18,6 +19,8 @@ const (
 	opStats                 // the proxy's counters, read when the reply is written
 	opObjects               // a retrieval with object keys (objects_op.go)
 	opDelete                // a delete of an object key: a tombstone
+	opWrite                 // a storage command of an object key (objects_op.go)
+	opFlush                 // flush_all with a hot tier: opFanout that drops it (objects_op.go)
 )
 
 // op is one client request in flight: what was asked and the backend calls
@@ -39,6 +42,7 @@ type op struct {
 	kinds  []keyKind   // opObjects: how each key is served
 	hot    []*hotEntry // opObjects: hot tier entries by key
 	epochs []uint32    // opObjects: hot tier epochs by key, read before the node
+	ring   *ring.Ring  // opObjects: the ring that o.node was picked on
 }
 
 // callKeys says which keys one call of a split retrieval asked for: those of
@@ -66,7 +70,7 @@ func (c *conn) dispatch(o *op) {
 	case r.Command == protocol.CmdError:
 		o.local = r.Reply
 		if r.Unlink {
-			c.unlink(r.Keys[0])
+			c.unlink(o)
 		}
 	case r.Command.IsRetrieval():
 		c.dispatchRetrieval(o)
@@ -89,11 +93,13 @@ func (c *conn) dispatch(o *op) {
 	}
 }
 
-// unlink removes key's value without a reply to the client, as memcached
-// does when it refuses a set as too large: an object key gets a tombstone.
-func (c *conn) unlink(key []byte) {
+// unlink removes the value of o's key without a reply from the node, as
+// memcached does when it refuses a set as too large: an object key gets a
+// tombstone.
+func (c *conn) unlink(o *op) {
+	key := o.req.Keys[0]
 	if c.t.obj != nil && c.t.obj.isObject(key) {
-		c.t.obj.tombstone(c, key)
+		c.t.obj.unlink(c, o)
 		return
 	}
 	cl := newCall(protocol.CmdDelete)
@@ -167,14 +173,20 @@ func lineLimit(head []byte) int {
 // line, as many as the node's keys need. o.callAt says which keys each call
 // asked for.
 func (c *conn) sendPerNode(o *op, head []byte) {
+	o.callAt = o.callAt[:0]
+	c.sendPerNodeIf(o, head, nil)
+}
+
+// sendPerNodeIf is sendPerNode for the keys i for which want(i) is true
+// (nil: every key), adding to o's calls.
+func (c *conn) sendPerNodeIf(o *op, head []byte, want func(i int) bool) {
 	limit := lineLimit(head)
 	o.open = o.open[:0]
 	for range c.t.nodes {
 		o.open = append(o.open, -1)
 	}
-	o.callAt = o.callAt[:0]
 	for i, n := range o.node {
-		if n < 0 {
+		if n < 0 || want != nil && !want(i) {
 			continue
 		}
 		key := o.req.Keys[i]
@@ -213,12 +225,15 @@ func (c *conn) sendCall(o *op, j int) {
 func (c *conn) dispatchFanout(o *op) {
 	r := &o.req
 	o.kind = opFanout
+	if r.Command == protocol.CmdFlushAll && c.t.obj != nil {
+		c.t.obj.dispatchFlush(o) // opFlush when there is a hot tier: the replies are waited for
+	}
 	for _, n := range c.t.nodes {
 		cl := newCall(r.Command)
 		cl.req = appendForward(cl.req, r)
-		cl.noreply = r.NoReply
+		cl.noreply = r.NoReply && o.kind != opFlush
 		n.send(c.slot, cl)
-		if !r.NoReply {
+		if !cl.noreply {
 			o.calls = append(o.calls, cl)
 		}
 	}
@@ -244,6 +259,10 @@ func (c *conn) complete(o *op) {
 		c.t.obj.completeObjects(c, o)
 	case opDelete:
 		c.t.obj.completeDelete(c, o)
+	case opWrite:
+		c.t.obj.completeWrite(c, o)
+	case opFlush:
+		c.t.obj.completeFlush(c, o)
 	}
 	for i, cl := range o.calls {
 		if cl != nil {

@@ -74,9 +74,20 @@ type Config struct {
 	// Models are the configured models by name: keys "Name:id" with an id
 	// that Loader accepts are objects.
 	Models map[string]Model
-	// TombstoneTTL is how long a delete's tombstone lives; it must outlast
-	// the loader's query timeout. Zero means 10s.
+	// TombstoneTTL is how long a delete's tombstone lives. It must be
+	// longer than LoadTimeout + Timeout, the longest a fill that raced the
+	// delete can take to land; New and Reload refuse a shorter one. Zero
+	// means 10s.
 	TombstoneTTL time.Duration
+	// FailoverTTL bounds how long a fill lives on a node that stands in
+	// for the key's own node while that one is ejected: such a fill is
+	// stored for the shorter of the model's ttl and FailoverTTL, as
+	// mcrouter's failover_exptime does. Deletes made after the own node
+	// rejoins put their tombstones there, and if it is ejected again,
+	// reads go back to the stand-in, whose copy is then stale. It must be
+	// at least TombstoneTTL, so that tombstones live as long on a stand-in
+	// as anywhere. Zero means 60s, or TombstoneTTL when that is longer.
+	FailoverTTL time.Duration
 	// HotTier configures the in-process tier of objects (off when zero).
 	HotTier HotTier
 	// LoadTimeout bounds one load of rows. Zero means 5s.

@@ -252,7 +252,8 @@ func (ost *ObjectStats) snapshot() []stat {
 		{"load_errors", "Loader calls that failed.", ost.LoadErrors.Load()},
 		{"fills_stored", "Rows and negative entries stored by fills.", ost.FillsStored.Load()},
 		{"fills_refused", "Fills refused by add/cas because a delete won.", ost.FillsRefused.Load()},
-		{"fills_skipped", "Fills not stored because the node read failed.", ost.FillsSkipped.Load()},
+		{"fills_failed", "Fills whose store failed: a backend error or timeout.", ost.FillsFailed.Load()},
+		{"fills_skipped", "Fills not stored because the node read failed or the ring changed.", ost.FillsSkipped.Load()},
 		{"tombstones", "Tombstones written by deletes.", ost.Tombstones.Load()},
 	}
 }

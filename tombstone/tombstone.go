@@ -13,6 +13,10 @@
 // the stale fill fails and stores nothing. If the read of the key failed,
 // the node may hold a newer tombstone that the fill could not see, so the
 // fill stores nothing at all.
+//
+// A marker is no item to a client, so the same rule decides a client's add
+// of an object key: it stores where the key is absent, or by cas over the
+// marker it read, and not over a row.
 package tombstone
 
 // Flags of the markers. A client never sees a marker through the proxy; an
@@ -85,8 +89,8 @@ func (s Store) String() string {
 	}
 }
 
-// Admit returns how a fill that saw seen may store, and the CAS value for
-// Cas. A row is never refilled: Admit is only asked about misses.
+// Admit returns how a fill (or a client's add) that saw seen may store, and
+// the CAS value for Cas. A row is never overwritten: Skip.
 func Admit(seen Seen) (Store, uint64) {
 	switch {
 	case seen.Failed:

@@ -34,7 +34,7 @@ func TestAdmitStoresOnlyOverWhatTheFillSaw(t *testing.T) {
 		{"a negative entry: cas on it", Seen{Kind: Negative, Cas: 9}, Cas, 9},
 		{"the read failed: the node may hold a newer tombstone", Seen{Kind: Absent, Failed: true}, Skip, 0},
 		{"a failed read of a tombstone still skips", Seen{Kind: Tombstone, Cas: 3, Failed: true}, Skip, 0},
-		{"a row is not refilled", Seen{Kind: Row, Cas: 5}, Skip, 0},
+		{"a row is not overwritten", Seen{Kind: Row, Cas: 5}, Skip, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

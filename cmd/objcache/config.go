@@ -24,6 +24,7 @@ type config struct {
 	Postgres string   `yaml:"postgres"`
 
 	TombstoneTTL duration         `yaml:"tombstone_ttl"`
+	FailoverTTL  duration         `yaml:"failover_ttl"`
 	HotTier      hotTierConfig    `yaml:"hot_tier"`
 	Models       map[string]model `yaml:"models"`
 	Database     databaseConfig   `yaml:"database"`
@@ -212,7 +213,7 @@ func (c *config) validateDurations() error {
 		key string
 		v   duration
 	}{
-		{"tombstone_ttl", c.TombstoneTTL}, {"hot_tier.ttl", c.HotTier.TTL}, {"connect_timeout", c.ConnectTimeout},
+		{"tombstone_ttl", c.TombstoneTTL}, {"failover_ttl", c.FailoverTTL}, {"hot_tier.ttl", c.HotTier.TTL}, {"connect_timeout", c.ConnectTimeout},
 		{"timeout", c.Timeout}, {"server_retry_timeout", c.RetryInterval}, {"idle_timeout", c.IdleTimeout}, {"write_timeout", c.WriteTimeout},
 		{"drain_timeout", c.DrainTimeout}, {"database.batch_window", db.BatchWindow},
 		{"database.query_timeout", db.QueryTimeout}, {"database.load_timeout", db.LoadTimeout},

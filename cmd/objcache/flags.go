@@ -31,6 +31,7 @@ var overrideFlags = []struct {
 	{"backends", func(c *config) any { return &c.Backends }, "", "comma-separated memcached `nodes`, each host:port with an optional \" weight\""},
 	{"postgres", func(c *config) any { return &c.Postgres }, "", "PostgreSQL connection `URL` for models"},
 	{"tombstone-ttl", func(c *config) any { return &c.TombstoneTTL }, 10 * time.Second, "how long a delete's tombstone lives; longer than the database and backend timeouts"},
+	{"failover-ttl", func(c *config) any { return &c.FailoverTTL }, 60 * time.Second, "the longest a fill lives on a node that stands in for an ejected one (default: 60s, or tombstone-ttl if longer; not shorter than tombstone-ttl)"},
 	{"hot-tier-max-bytes", func(c *config) any { return &c.HotTier.MaxBytes }, int64(0), "`bytes` of objects kept in process (0: no hot tier)"},
 	{"hot-tier-ttl", func(c *config) any { return &c.HotTier.TTL }, time.Duration(0), "how long an object stays in the hot tier, which bounds how stale another proxy's delete leaves it (0: no hot tier)"},
 	{"database-batch-window", func(c *config) any { return &c.Database.BatchWindow }, 200 * time.Microsecond, "how long a batch of ids waits for more before its query"},

@@ -160,6 +160,7 @@ func proxyConfig(c config, nodes []ring.Node, ld *loader.Loader, log *slog.Logge
 		Version:            version,
 		Logger:             log,
 		TombstoneTTL:       time.Duration(c.TombstoneTTL),
+		FailoverTTL:        time.Duration(c.FailoverTTL),
 		LoadTimeout:        time.Duration(c.Database.LoadTimeout),
 		HotTier:            proxy.HotTier{MaxBytes: c.HotTier.MaxBytes, TTL: time.Duration(c.HotTier.TTL)},
 	}
