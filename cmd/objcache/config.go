@@ -90,9 +90,6 @@ const (
 	defaultTimeout      = time.Second      // proxy.Config.Timeout
 	defaultLoadTimeout  = 5 * time.Second  // proxy.Config.LoadTimeout
 	defaultQueryTimeout = 2 * time.Second  // loader.Config.QueryTimeout
-	// maxTombstoneTTL is memcached's longest relative exptime; a longer
-	// one is read as a date, long past, and the tombstone would not hold.
-	maxTombstoneTTL = 30 * 24 * time.Hour
 )
 
 // ttl is how long the model's rows stay on their node.
@@ -246,24 +243,17 @@ func (c *config) validateDurations() error {
 }
 
 // validateTombstoneTTL checks that a tombstone outlives every fill that may
-// have read the database before the delete wrote it: the fill's load
-// (query_timeout, load_timeout) and its store (timeout).
+// have read the database before the delete wrote it: the fill's load (at
+// most the longer of query_timeout and load_timeout) and then its store
+// (timeout). proxy.New holds the proxy's side of the same rule.
 func (c *config) validateTombstoneTTL() error {
 	tomb := c.TombstoneTTL.or(defaultTombstoneTTL)
-	if tomb > maxTombstoneTTL {
-		return fmt.Errorf("config: tombstone_ttl %v is longer than memcached's 30 days", tomb)
-	}
-	for _, b := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"database.query_timeout", c.Database.QueryTimeout.or(defaultQueryTimeout)},
-		{"database.load_timeout", c.Database.LoadTimeout.or(defaultLoadTimeout)},
-		{"timeout", c.Timeout.or(defaultTimeout)},
-	} {
-		if tomb <= b.v {
-			return fmt.Errorf("config: tombstone_ttl %v must be longer than %s (%v): a fill that read the database before a delete could store its old row after the tombstone expired", tomb, b.key, b.v)
-		}
+	query := c.Database.QueryTimeout.or(defaultQueryTimeout)
+	load := c.Database.LoadTimeout.or(defaultLoadTimeout)
+	timeout := c.Timeout.or(defaultTimeout)
+	if fill := max(query, load) + timeout; tomb <= fill {
+		return fmt.Errorf("config: tombstone_ttl %v must be longer than a fill can take, the longer of database.query_timeout (%v) and database.load_timeout (%v) plus timeout (%v): %v; a fill that read the database before a delete could store its old row after the tombstone expired",
+			tomb, query, load, timeout, fill)
 	}
 	return nil
 }

@@ -359,8 +359,12 @@ func TestTTLsBelowASecondAreRefusedNamingTheModel(t *testing.T) {
 		})
 	}
 	c := config{Backends: ok, TombstoneTTL: duration(6 * time.Second), Models: map[string]model{"User": {TTL: d(time.Second)}}}
+	if _, err := c.validate(); err == nil {
+		t.Error("validate() of a 6s tombstone_ttl with the default 5s load_timeout and 1s timeout = nil, want an error")
+	}
+	c.TombstoneTTL = duration(7 * time.Second)
 	if _, err := c.validate(); err != nil {
-		t.Errorf("validate() of a 1s ttl and a 6s tombstone_ttl = %v, want nil", err)
+		t.Errorf("validate() of a 1s ttl and a 7s tombstone_ttl = %v, want nil", err)
 	}
 }
 
