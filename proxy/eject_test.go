@@ -1,8 +1,11 @@
 package proxy_test
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,30 +30,25 @@ func TestKilledNodeIsEjectedUnderLoad(t *testing.T) {
 		at  time.Time
 		err string // the SERVER_ERROR line, if any
 	}
-	var mu sync.Mutex
+	var mu sync.Mutex // protects samples and broken
 	var samples []sample
+	var broken []error // replies that are no memcached answer to a set and a get
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
-		c := testsupport.Dial(t, addr)
+		nc := testsupport.Dial(t, addr).NetConn()
+		br := bufio.NewReader(nc)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
-				k := fmt.Sprintf("w%d-k%d", w, i%50)
-				c.Send(setCmd(k, "v") + "get " + k + "\r\n")
-				lines := []string{c.ReadLine(), c.ReadLine()}
-				bad := ""
-				for _, l := range lines {
-					if strings.HasPrefix(l, "SERVER_ERROR") {
-						bad = l
-					}
-				}
-				if bad == "" && lines[1] == "VALUE "+k+" 0 1" {
-					c.ReadLine() // v
-					c.ReadLine() // END
-				}
+				bad, err := setThenGet(nc, br, fmt.Sprintf("w%d-k%d", w, i%50))
 				mu.Lock()
+				if err != nil {
+					broken = append(broken, err)
+					mu.Unlock()
+					return
+				}
 				samples = append(samples, sample{time.Now(), bad})
 				mu.Unlock()
 			}
@@ -66,6 +64,9 @@ func TestKilledNodeIsEjectedUnderLoad(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
+	for _, err := range broken {
+		t.Error(err)
+	}
 	var around, after, afterRestart, total int
 	for _, s := range samples {
 		total++
@@ -92,6 +93,54 @@ func TestKilledNodeIsEjectedUnderLoad(t *testing.T) {
 	if got := srv.Stats().EjectedNodes.Load(); got != 0 {
 		t.Errorf("%d nodes still ejected after the restart, want 0", got)
 	}
+}
+
+// setThenGet sends "set k" (value "v") and "get k" in one write and reads
+// both replies, each as a whole: it returns the SERVER_ERROR line of either,
+// if any, and an error for anything that is not memcached's answer. It
+// reads nc directly, so that a goroutine other than the test's may call it.
+func setThenGet(nc net.Conn, br *bufio.Reader, k string) (serverError string, err error) {
+	_ = nc.SetDeadline(time.Now().Add(neverHangs))
+	if _, err := io.WriteString(nc, setCmd(k, "v")+"get "+k+"\r\n"); err != nil {
+		return "", err
+	}
+	readLine := func() (string, error) {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			return "", fmt.Errorf("set and get of %s: %w (read %q)", k, err, l)
+		}
+		return strings.TrimSuffix(l, "\r\n"), nil
+	}
+	set, err := readLine()
+	switch {
+	case err != nil:
+		return "", err
+	case strings.HasPrefix(set, "SERVER_ERROR"):
+		serverError = set
+	case set != "STORED":
+		return "", fmt.Errorf("set %s: got %q", k, set)
+	}
+	get, err := readLine()
+	switch {
+	case err != nil:
+		return "", err
+	case strings.HasPrefix(get, "SERVER_ERROR"):
+		return get, nil
+	case get == "END":
+		return serverError, nil
+	case get != "VALUE "+k+" 0 1":
+		return "", fmt.Errorf("get %s: got %q", k, get)
+	}
+	for _, want := range []string{"v", "END"} {
+		l, err := readLine()
+		if err != nil {
+			return "", err
+		}
+		if l != want {
+			return "", fmt.Errorf("get %s: got %q after the VALUE line, want %q", k, l, want)
+		}
+	}
+	return serverError, nil
 }
 
 // TestUnreachableNodeRejoinsFlushed: a node that stops answering (not
