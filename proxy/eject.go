@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -15,9 +14,15 @@ import (
 // health ejects nodes that fail repeatedly and puts them back once they
 // answer again. It is safe for concurrent use.
 //
-// A node is ejected after ServerFailureLimit consecutive failed calls
-// (unreachable, or no reply within Timeout): the ring is rebuilt without it
-// and its keys go to the next node. While it is out, a prober asks it for
+// A node is ejected after ServerFailureLimit consecutive failures with no
+// reply in between, counted per connection, not per call (see pipe.run): a
+// connection that cannot be made, one on which a reply takes longer than
+// Timeout, one that breaks before it worked, and each request refused while
+// a pipe waits to dial again after one of those (see pipe.send). A
+// connection that worked and broke counts only by the dials after it: a
+// node that closes idle connections, or restarted, is not ejected; one
+// that was killed is, as soon as its pipes' dials are refused. The ring is
+// rebuilt without it and its keys go to the next node. While it is out, a prober asks it for
 // its version every RetryInterval, on a connection of its own, never with a
 // client's request. When it answers, it is flushed before it rejoins: a node
 // that was unreachable (not restarted) still holds values written before its
@@ -28,7 +33,7 @@ type health struct {
 	t       *topology
 	full    *ring.Ring // every node
 	limit   int
-	mu      sync.Mutex // protects ejected, and orders ring rebuilds
+	mu      sync.Mutex // protects ejected, orders ring rebuilds, and orders starting probers with close
 	ejected []bool
 	wg      sync.WaitGroup // tracks probers
 	stop    chan struct{}  // closed by close
@@ -45,12 +50,9 @@ func newHealth(s *Server, t *topology, full *ring.Ring) *health {
 	}
 }
 
-// failed records a failed call of node i; it ejects the node once it has
-// failed limit times in a row.
+// failed records a failed connection of node i; it ejects the node once it
+// has failed limit times in a row.
 func (h *health) failed(i int, n *node, err error) {
-	if !errors.Is(err, ErrBackendDown) && !errors.Is(err, ErrBackendTimeout) {
-		return // a full queue is overload, not a broken node
-	}
 	if int(n.fails.Add(1)) < h.limit {
 		return
 	}
@@ -60,8 +62,8 @@ func (h *health) failed(i int, n *node, err error) {
 func (h *health) eject(i int, cause error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.ejected[i] {
-		return
+	if h.ejected[i] || h.closed() {
+		return // closed: no prober may start once close waits for them
 	}
 	live := 0
 	for _, e := range h.ejected {
@@ -158,7 +160,21 @@ func (h *health) isEjected(i int) bool {
 	return h.ejected[i]
 }
 
+// closed reports whether close has begun.
+func (h *health) closed() bool {
+	select {
+	case <-h.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// close stops the probers and waits for them. Taking h.mu orders it with
+// eject: a prober starts before close, or never.
 func (h *health) close() {
+	h.mu.Lock()
 	close(h.stop)
+	h.mu.Unlock()
 	h.wg.Wait()
 }

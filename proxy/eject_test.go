@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -255,4 +256,128 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(b []byte) (int, error) {
 	l.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
+}
+
+// TestIdleClosedConnectionsDoNotEjectAHealthyNode: a node that closes idle
+// connections (memcached's idle_timeout) is healthy. The proxy notices the
+// close while its pipes sit idle and connects again, so that the next
+// requests are answered: none fails, the node is not ejected, and so it is
+// not flushed either.
+func TestIdleClosedConnectionsDoNotEjectAHealthyNode(t *testing.T) {
+	ms, addrs := startNodes(t, 2, "-o", "idle_timeout=1")
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(testLog{t}, nil))
+	})
+	ks := keysOn(ringOf(t, addrs), 0, "idle", 62)
+	c := dialQuick(t, addr)
+	for _, k := range ks {
+		c.Send(setCmd(k, "v"))
+		c.Expect("STORED\r\n")
+	}
+	// Eight client connections take both pipes of the node.
+	conns := make([]*testsupport.Conn, 8)
+	for i := range conns {
+		conns[i] = dialQuick(t, addr)
+	}
+	eventually(t, 10*time.Second, "the node closes the proxy's idle connections", func() bool {
+		return nodeStat(t, ms[0].Addr, "idle_kicks") >= 2
+	})
+	time.Sleep(200 * time.Millisecond)
+
+	replies := make([]string, len(conns))
+	var wg sync.WaitGroup
+	for i, cc := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i] = rawGet(cc.NetConn(), ks[i])
+		}()
+	}
+	wg.Wait()
+	for i, r := range replies {
+		if want := valueReply(ks[i], "v") + "END\r\n"; r != want {
+			t.Errorf("get %s after the idle close = %q, want %q", ks[i], r, want)
+		}
+	}
+	if n := srv.Stats().Ejections.Load(); n != 0 {
+		t.Errorf("%d ejections of a node that only closed idle connections, want 0", n)
+	}
+	left := 0
+	for _, k := range ks {
+		if reply, _ := nodeCommand(ms[0].Addr, "get "+k+"\r\n", "END\r\n"); reply == valueReply(k, "v")+"END\r\n" {
+			left++
+		}
+	}
+	if left != len(ks) {
+		t.Errorf("%d of %d keys left on the node, want all: it was flushed", left, len(ks))
+	}
+}
+
+// rawGet sends "get key" on nc and returns the reply up to END or an error
+// line, or what went wrong; it is for goroutines other than the test's.
+func rawGet(nc net.Conn, key string) string {
+	_ = nc.SetDeadline(time.Now().Add(neverHangs))
+	if _, err := io.WriteString(nc, "get "+key+"\r\n"); err != nil {
+		return err.Error()
+	}
+	br := bufio.NewReader(nc)
+	var reply strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		reply.WriteString(line)
+		if err != nil {
+			return reply.String() + err.Error()
+		}
+		if line == "END\r\n" || strings.HasPrefix(line, "SERVER_ERROR") {
+			return reply.String()
+		}
+	}
+}
+
+// nodeStat returns the number that memcached at addr reports as STAT name,
+// asked on a connection of its own.
+func nodeStat(t *testing.T, addr, name string) int64 {
+	t.Helper()
+	reply, err := nodeCommand(addr, "stats\r\n", "END\r\n")
+	if err != nil {
+		t.Fatalf("stats of %s: %v", addr, err)
+	}
+	for _, line := range strings.Split(reply, "\r\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "STAT" && f[1] == name {
+			n, err := strconv.ParseInt(f[2], 10, 64)
+			if err != nil {
+				t.Fatalf("STAT %s of %s = %q", name, addr, f[2])
+			}
+			return n
+		}
+	}
+	t.Fatalf("memcached at %s reports no STAT %s", addr, name)
+	return 0
+}
+
+// TestNodeOfOneClientConnectionIsEjected: a paused node that only one
+// client connection uses, so one pipe, is ejected after the first timeout
+// and the next request, not once the retry interval has passed: requests
+// the pipe refuses while it waits to dial again count as failures.
+func TestNodeOfOneClientConnectionIsEjected(t *testing.T) {
+	ms, addrs := startNodes(t, 3)
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.RetryInterval = time.Minute
+	})
+	key := keysOn(ringOf(t, addrs), 0, "one", 1)[0]
+	c := dialQuick(t, addr)
+	ms[0].Pause()
+	t.Cleanup(ms[0].Resume)
+	failed := 0
+	eventually(t, 3*time.Second, "the paused node is ejected", func() bool {
+		c.Send("get " + key + "\r\n")
+		if line := c.ReadLine(); line != "END" {
+			failed++
+		}
+		return srv.Stats().EjectedNodes.Load() == 1
+	})
+	if failed > 2 {
+		t.Errorf("%d requests failed before the ejection, want at most 2", failed)
+	}
 }

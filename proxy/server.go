@@ -35,11 +35,15 @@ type Config struct {
 	Timeout time.Duration
 	// RetryInterval is how long requests to a backend that could not be
 	// reached fail fast before the next connection attempt, and how often
-	// an ejected backend is probed. Zero means 1s.
+	// an ejected backend is probed. After a connection that worked breaks,
+	// the attempts start at once and back off up to RetryInterval. Zero
+	// means 1s.
 	RetryInterval time.Duration
-	// ServerFailureLimit is how many consecutive failed requests eject a
-	// backend from the ring until it answers again. Zero means 2; negative
-	// means never eject.
+	// ServerFailureLimit is how many consecutive failures eject a backend
+	// from the ring until it answers again. Failures are counted per
+	// backend connection (one that cannot be made, times out, or breaks),
+	// not per request: the requests one broken connection fails count
+	// once. Zero means 2; negative means never eject.
 	ServerFailureLimit int
 	// QueueSize bounds the requests waiting for each backend connection;
 	// past it requests fail with "SERVER_ERROR backend queue full". Zero

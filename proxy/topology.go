@@ -44,11 +44,15 @@ func (s *Server) newTopology(cfg Config) (*topology, error) {
 		maxValue:       cfg.MaxItemSize,
 		stats:          s.stats,
 	}
-	var starting sync.WaitGroup
 	for i, b := range cfg.Backends {
 		n := newNode(b.Addr, cfg.BackendConnections, pc, s.stats)
 		n.index, n.health = i, t.health
 		t.nodes = append(t.nodes, n)
+	}
+	// Every node exists before any starts: a node that cannot be reached
+	// is ejected while it starts, and ejection reads t.nodes.
+	var starting sync.WaitGroup
+	for _, n := range t.nodes {
 		starting.Add(1)
 		go func() {
 			defer starting.Done()
