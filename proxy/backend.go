@@ -126,14 +126,15 @@ type pipe struct {
 	wait      time.Duration // before the next dial
 	redialing bool          // a connection that worked broke, and none has worked since
 
-	mu       sync.Mutex // protects the fields below
-	conn     net.Conn   // nil while not connected
-	inflight chan *call // calls sent on conn, in write order; read by run
-	buf      []byte     // requests waiting for the next write
-	spare    []byte     // the buffer of the previous write, for reuse
-	gen      uint64     // counts the connections attached
-	writeErr error      // why the writer closed conn, if it did
-	failing  bool       // not connected, waiting out retryInterval after a failure
+	mu       sync.Mutex    // protects the fields below
+	conn     net.Conn      // nil while not connected
+	inflight chan *call    // calls sent on conn, in write order; read by run
+	buf      []byte        // requests waiting for the next write
+	spare    []byte        // the buffer of the previous write, for reuse
+	gen      uint64        // counts the connections attached
+	attached chan struct{} // closed, and replaced, by attach (see connectedAfter)
+	writeErr error         // why the writer closed conn, if it did
+	failing  bool          // not connected, waiting out retryInterval after a failure
 
 	wake   chan struct{} // signals the writer that buf has requests
 	redial chan struct{} // asks run for a new connection now (see requestRedial)
@@ -142,13 +143,14 @@ type pipe struct {
 func newPipe(addr string, cfg pipeConfig, health connHealth) *pipe {
 	d := &net.Dialer{Timeout: cfg.connectTimeout}
 	return &pipe{
-		addr:   addr,
-		cfg:    cfg,
-		health: health,
-		dial:   d.DialContext,
-		stop:   make(chan struct{}),
-		wake:   make(chan struct{}, 1),
-		redial: make(chan struct{}, 1),
+		addr:     addr,
+		cfg:      cfg,
+		health:   health,
+		dial:     d.DialContext,
+		stop:     make(chan struct{}),
+		attached: make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		redial:   make(chan struct{}, 1),
 	}
 }
 
@@ -382,11 +384,12 @@ func (p *pipe) generation() uint64 {
 }
 
 // connectedAfter reports whether the pipe has a connection newer than
-// generation gen.
-func (p *pipe) connectedAfter(gen uint64) bool {
+// generation gen. When it has not, attached is closed once the pipe
+// attaches its next connection: wait on it and ask again.
+func (p *pipe) connectedAfter(gen uint64) (ok bool, attached <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.conn != nil && p.gen != gen
+	return p.conn != nil && p.gen != gen, p.attached
 }
 
 func (p *pipe) stopped() bool {
@@ -428,6 +431,8 @@ func (p *pipe) attach(conn net.Conn) chan *call {
 	}
 	p.conn, p.inflight, p.writeErr, p.failing = conn, inflight, nil, false
 	p.gen++
+	close(p.attached)
+	p.attached = make(chan struct{})
 	return inflight
 }
 

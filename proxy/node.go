@@ -73,22 +73,29 @@ func (n *node) connFailed(err error) {
 func (n *node) connRestored() { n.fails.Store(0) }
 
 // redial gives every pipe a new connection and waits (for at most timeout)
-// until each has it; it reports whether each has. A node that was out may
-// have died and come back while its pipes sat idle, and an idle pipe does
-// not notice that its connection is dead until a request fails on it.
+// until each has it; it reports whether each has. While a node was out,
+// its pipes may have been waiting between dials, or may hold connections
+// made while it hung or to a process that has since died: a connection
+// made after the probe answered is one the first requests can use.
 func (n *node) redial(timeout time.Duration) bool {
 	gens := make([]uint64, len(n.pipes))
 	for i, p := range n.pipes {
 		gens[i] = p.generation()
 		p.requestRedial()
 	}
-	deadline := time.Now().Add(timeout)
+	expired := time.NewTimer(timeout)
+	defer expired.Stop()
 	for i, p := range n.pipes {
-		for !p.connectedAfter(gens[i]) {
-			if time.Now().After(deadline) {
+		for {
+			ok, attached := p.connectedAfter(gens[i])
+			if ok {
+				break
+			}
+			select {
+			case <-attached:
+			case <-expired.C:
 				return false
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	return true
