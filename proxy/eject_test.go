@@ -381,3 +381,44 @@ func TestNodeOfOneClientConnectionIsEjected(t *testing.T) {
 		t.Errorf("%d requests failed before the ejection, want at most 2", failed)
 	}
 }
+
+// TestFanoutSkipsEjectedNodes: flush_all and verbosity go to the live nodes
+// only, and answer OK at once while a node is ejected (a paused one, which
+// would make them wait for the timeout). The ejected node is flushed when
+// it rejoins.
+func TestFanoutSkipsEjectedNodes(t *testing.T) {
+	ms, addrs := startNodes(t, 3)
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.Timeout = time.Second
+		c.RetryInterval = time.Minute // it stays out for the test
+	})
+	r := ringOf(t, addrs)
+	out, live := keysOn(r, 0, "out", 1)[0], []string{keysOn(r, 1, "live", 1)[0], keysOn(r, 2, "live", 1)[0]}
+	c := dialQuick(t, addr)
+	ms[0].Pause()
+	t.Cleanup(ms[0].Resume)
+	eventually(t, 10*time.Second, "the paused node is ejected", func() bool {
+		c.Send("get " + out + "\r\n")
+		c.ReadLine() // SERVER_ERROR backend timeout, or END from the next node
+		return srv.Stats().EjectedNodes.Load() == 1
+	})
+	for _, k := range live {
+		c.Send(setCmd(k, "v"))
+		c.Expect("STORED\r\n")
+	}
+
+	for _, cmd := range []string{"flush_all", "verbosity 1"} {
+		start := time.Now()
+		c.Send(cmd + "\r\n")
+		if line := c.ReadLine(); line != "OK" {
+			t.Errorf("%s with a node ejected = %q, want OK", cmd, line)
+		}
+		if took := time.Since(start); took > 500*time.Millisecond {
+			t.Errorf("%s with a paused node ejected took %v, want an answer at once", cmd, took)
+		}
+	}
+	for _, k := range live {
+		c.Send("get " + k + "\r\n")
+		c.Expect("END\r\n") // flushed
+	}
+}

@@ -66,6 +66,9 @@ func (s *Server) newTopology(cfg Config) (*topology, error) {
 // pick returns the index of the node that holds key.
 func (t *topology) pick(key []byte) int { return t.ring.Load().Pick(key) }
 
+// live reports whether node i is in the ring (not ejected).
+func (t *topology) live(i int) bool { return t.health == nil || !t.health.isEjected(i) }
+
 // close stops the probers, the backend connections (failing the calls still
 // in flight) and the hot tier.
 func (t *topology) close() {
