@@ -103,16 +103,27 @@ func (h *health) rebuild() {
 
 // probe waits for ejected node i to answer, flushes it, gives its pipes new
 // connections and readmits it.
+//
+// A node that answers but refuses the flush (memcached -F disables
+// flush_all) stays out, however long, since nothing else proves it holds
+// no value older than the deletes it missed. That needs an operator, so it
+// is logged at Warn, once each time the node starts refusing.
 func (h *health) probe(i int) {
 	n := h.t.nodes[i]
+	refusing := false // the last probe found the node answering but refusing the flush
 	for {
 		select {
 		case <-time.After(h.t.cfg.RetryInterval):
 		case <-h.stop:
 			return
 		}
-		if err := h.flushIfAlive(n.addr); err != nil {
-			h.s.logDebug("backend still out", "backend", n.addr, "err", err)
+		if answered, err := h.flushIfAlive(n.addr); err != nil {
+			if answered && !refusing {
+				h.s.cfg.Logger.Warn("backend answers but refuses flush_all; it stays out until a flush succeeds", "backend", n.addr, "err", err)
+			} else {
+				h.s.logDebug("backend still out", "backend", n.addr, "err", err)
+			}
+			refusing = answered
 			continue
 		}
 		if !n.redial(h.t.cfg.ConnectTimeout) {
@@ -130,28 +141,30 @@ func (h *health) probe(i int) {
 }
 
 // flushIfAlive asks addr for its version and, when it answers, flushes it.
-func (h *health) flushIfAlive(addr string) error {
+// It reports whether addr answered the version, and why it was not
+// flushed.
+func (h *health) flushIfAlive(addr string) (answered bool, err error) {
 	cfg := h.t.cfg
 	conn, err := net.DialTimeout("tcp", addr, cfg.ConnectTimeout)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(cfg.Timeout))
 	br := bufio.NewReader(conn)
-	for _, step := range []struct{ req, want string }{{"version\r\n", "VERSION "}, {"flush_all\r\n", "OK\r\n"}} {
+	for i, step := range []struct{ req, want string }{{"version\r\n", "VERSION "}, {"flush_all\r\n", "OK\r\n"}} {
 		if _, err := conn.Write([]byte(step.req)); err != nil {
-			return err
+			return i > 0, err
 		}
 		line, err := br.ReadString('\n')
 		if err != nil {
-			return err
+			return i > 0, err
 		}
 		if !strings.HasPrefix(line, step.want) {
-			return fmt.Errorf("%q answered %q", strings.TrimSpace(step.req), line)
+			return i > 0, fmt.Errorf("%q answered %q", strings.TrimSpace(step.req), strings.TrimSpace(line))
 		}
 	}
-	return nil
+	return true, nil
 }
 
 func (h *health) isEjected(i int) bool {

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -421,4 +422,81 @@ func TestFanoutSkipsEjectedNodes(t *testing.T) {
 		c.Send("get " + k + "\r\n")
 		c.Expect("END\r\n") // flushed
 	}
+}
+
+// TestNodeThatRefusesFlushStaysOutAndIsReported: an ejected node that
+// answers version but refuses flush_all (memcached -F) cannot be proved
+// free of stale values, so it stays out, probed again and again; the log
+// says so at Warn once each time it starts refusing, not at every probe.
+func TestNodeThatRefusesFlushStaysOutAndIsReported(t *testing.T) {
+	refuses := testsupport.StartMemcached(t, "-F")
+	_, others := startNodes(t, 2)
+	addrs := append([]string{refuses.Addr}, others...)
+	logs := &recordedLog{}
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.RetryInterval = 50 * time.Millisecond
+		c.Logger = slog.New(logs)
+	})
+	key := keysOn(ringOf(t, addrs), 0, "refuses", 1)[0]
+	c := dialQuick(t, addr)
+	ejectByPause := func() {
+		refuses.Pause()
+		defer refuses.Resume()
+		eventually(t, 5*time.Second, "the paused node is ejected", func() bool {
+			c.Send("get " + key + "\r\n")
+			c.ReadLine() // SERVER_ERROR, or END from the next node
+			return srv.Stats().EjectedNodes.Load() == 1
+		})
+	}
+	const msg = "backend answers but refuses flush_all; it stays out"
+	ejectByPause()
+	eventually(t, 5*time.Second, "the refusal is logged", func() bool { return logs.count(slog.LevelWarn, msg) == 1 })
+	time.Sleep(500 * time.Millisecond) // about ten more probes
+	if n := logs.count(slog.LevelWarn, msg); n != 1 {
+		t.Errorf("the refusal is logged at Warn %d times over ten probes, want once", n)
+	}
+	if got := srv.Stats().EjectedNodes.Load(); got != 1 {
+		t.Fatalf("%d nodes ejected, want the node that refuses flush_all still out", got)
+	}
+
+	// Unreachable for a while, then refusing again: a new state, a new line.
+	refuses.Pause()
+	time.Sleep(time.Second)
+	refuses.Resume()
+	eventually(t, 5*time.Second, "the refusal is logged again", func() bool { return logs.count(slog.LevelWarn, msg) == 2 })
+	if got := srv.Stats().EjectedNodes.Load(); got != 1 {
+		t.Errorf("%d nodes ejected, want the node that refuses flush_all still out", got)
+	}
+}
+
+// recordedLog is a slog.Handler that keeps every record, Debug included.
+type recordedLog struct {
+	mu   sync.Mutex // protects recs
+	recs []slog.Record
+}
+
+func (l *recordedLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *recordedLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Clone())
+	return nil
+}
+
+func (l *recordedLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *recordedLog) WithGroup(string) slog.Handler      { return l }
+
+// count returns how many records of level have a message starting with msg.
+func (l *recordedLog) count(level slog.Level, msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.recs {
+		if r.Level == level && strings.HasPrefix(r.Message, msg) {
+			n++
+		}
+	}
+	return n
 }
