@@ -33,7 +33,7 @@ type health struct {
 	t       *topology
 	full    *ring.Ring // every node
 	limit   int
-	mu      sync.Mutex // protects ejected, orders ring rebuilds, and orders starting probers with close
+	mu      sync.Mutex // protects ejected, orders ring rebuilds, and orders starting probers with close and handOver
 	ejected []bool
 	wg      sync.WaitGroup // tracks probers
 	stop    chan struct{}  // closed by close
@@ -60,29 +60,69 @@ func (h *health) failed(i int, n *node, err error) {
 }
 
 func (h *health) eject(i int, cause error) {
+	if h.takeOut(i) {
+		h.s.stats.Ejections.Add(1)
+		h.s.cfg.Logger.Warn("backend ejected", "backend", h.t.nodes[i].addr, "cause", cause)
+	}
+}
+
+// takeOut rebuilds the ring without node i and starts its prober, unless
+// the node is out already, it is the last one in (its keys would have
+// nowhere else to go), or h is closed. It reports whether it took it out.
+func (h *health) takeOut(i int) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ejected[i] || h.closed() {
-		return // closed: no prober may start once close waits for them
+		return false // closed: no prober may start once close waits for them
 	}
-	live := 0
-	for _, e := range h.ejected {
-		if !e {
-			live++
-		}
-	}
-	if live <= 1 {
-		return // the last node stays: its keys have nowhere else to go
+	if len(h.ejected)-h.outLocked() <= 1 {
+		return false
 	}
 	h.ejected[i] = true
 	h.rebuild()
-	h.s.stats.Ejections.Add(1)
-	h.s.cfg.Logger.Warn("backend ejected", "backend", h.t.nodes[i].addr, "cause", cause)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		h.probe(i)
 	}()
+	return true
+}
+
+// handOver ends h's part for a topology that a reload replaces: it ejects
+// and readmits no node from now on, and it returns the addresses of the
+// nodes it has out, for the new topology's health to take out (carry).
+// Requests of the old topology still in flight keep its ring as it is.
+func (h *health) handOver() map[string]bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopLocked()
+	out := make(map[string]bool)
+	for i, e := range h.ejected {
+		if e {
+			out[h.t.nodes[i].addr] = true
+		}
+	}
+	return out
+}
+
+// carry takes out, at the start of a topology that replaces another, the
+// nodes that the old one had out (handOver), by address: such a node may
+// hold values older than the deletes that went to other nodes while it was
+// out, so it rejoins only as any ejected node does, through a probe and a
+// flush. It returns the addresses it could not take out (the last node in
+// the ring stays); the caller must flush those before they serve.
+func (h *health) carry(out map[string]bool) (kept []string) {
+	for i, n := range h.t.nodes {
+		if !out[n.addr] {
+			continue
+		}
+		if !h.takeOut(i) {
+			kept = append(kept, n.addr)
+			continue
+		}
+		h.s.cfg.Logger.Info("backend stays ejected across the reload", "backend", n.addr)
+	}
+	return kept
 }
 
 // rebuild installs the ring without the ejected nodes. h.mu must be held.
@@ -92,13 +132,18 @@ func (h *health) rebuild() {
 		return // cannot happen: one node is always kept
 	}
 	h.t.ring.Store(r)
+	h.s.stats.EjectedNodes.Store(int64(h.outLocked()))
+}
+
+// outLocked counts the nodes out. h.mu must be held.
+func (h *health) outLocked() int {
 	n := 0
 	for _, e := range h.ejected {
 		if e {
 			n++
 		}
 	}
-	h.s.stats.EjectedNodes.Store(int64(n))
+	return n
 }
 
 // probe waits for ejected node i to answer, flushes it, gives its pipes new
@@ -131,6 +176,10 @@ func (h *health) probe(i int) {
 			continue
 		}
 		h.mu.Lock()
+		if h.closed() { // handed over: the new topology's prober decides
+			h.mu.Unlock()
+			return
+		}
 		n.fails.Store(0)
 		h.ejected[i] = false
 		h.rebuild()
@@ -144,7 +193,12 @@ func (h *health) probe(i int) {
 // It reports whether addr answered the version, and why it was not
 // flushed.
 func (h *health) flushIfAlive(addr string) (answered bool, err error) {
-	cfg := h.t.cfg
+	return flushIfAlive(addr, h.t.cfg)
+}
+
+// flushIfAlive asks addr for its version and, when it answers, flushes it,
+// each bounded by cfg's timeouts.
+func flushIfAlive(addr string, cfg Config) (answered bool, err error) {
 	conn, err := net.DialTimeout("tcp", addr, cfg.ConnectTimeout)
 	if err != nil {
 		return false, err
@@ -184,10 +238,25 @@ func (h *health) closed() bool {
 }
 
 // close stops the probers and waits for them. Taking h.mu orders it with
-// eject: a prober starts before close, or never.
+// takeOut: a prober starts before close, or never.
 func (h *health) close() {
 	h.mu.Lock()
-	close(h.stop)
+	h.stopLocked()
 	h.mu.Unlock()
 	h.wg.Wait()
+}
+
+// stopLocked closes h.stop once. h.mu must be held.
+func (h *health) stopLocked() {
+	if !h.closed() {
+		close(h.stop)
+	}
+}
+
+// publish sets the ejected_nodes gauge to the nodes h has out, as each
+// rebuild does, for a topology that starts serving.
+func (h *health) publish() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.s.stats.EjectedNodes.Store(int64(h.outLocked()))
 }

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -103,5 +104,104 @@ func TestReloadUnderTraffic(t *testing.T) {
 	t.Logf("%d request pairs across 6 reloads, %d errors", reqs.Load(), errs.Load())
 	if errs.Load() != 0 {
 		t.Errorf("%d errors during reloads, want 0", errs.Load())
+	}
+}
+
+// TestReloadKeepsAnEjectedNodeOutUntilItIsFlushed: a node ejected before a
+// reload starts ejected in the new topology, and rejoins only through a
+// probe and a flush: the values it kept while it was out, whose deletes and
+// updates went to other nodes, are never served.
+func TestReloadKeepsAnEjectedNodeOutUntilItIsFlushed(t *testing.T) {
+	ms, addrs := startNodes(t, 3)
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.RetryInterval = 10 * time.Second // no probe before the reload
+	})
+	ks := keysOn(ringOf(t, addrs), 1, "carried", 2) // one deleted, one updated while the node is out
+	c := dialQuick(t, addr)
+	for _, k := range ks {
+		c.Send(setCmd(k, "old"))
+		c.Expect("STORED\r\n")
+	}
+	ejectAndWriteAround(t, srv, c, ms[1], ks)
+
+	cfg := configFor(addrs)
+	cfg.Timeout = 300 * time.Millisecond
+	cfg.RetryInterval = 300 * time.Millisecond
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Health(context.Background()).Backends[addrs[1]]; got != "ejected" {
+		t.Errorf("the ejected node is %q right after the reload, want ejected", got)
+	}
+	check := func(when string) {
+		t.Helper()
+		c.Send("get " + ks[0] + " " + ks[1] + "\r\n")
+		got := string(c.ReadAll(200 * time.Millisecond))
+		if got != valueReply(ks[1], "new")+"END\r\n" && got != "END\r\n" {
+			t.Errorf("%s: get %s %s = %q, want the update (or, once the node is back and flushed, nothing)", when, ks[0], ks[1], got)
+		}
+	}
+	check("right after the reload")
+	eventually(t, 5*time.Second, "the node rejoins", func() bool { return srv.Stats().EjectedNodes.Load() == 0 })
+	check("after the rejoin")
+	for _, k := range ks {
+		if reply, _ := nodeCommand(ms[1].Addr, "get "+k+"\r\n", "END\r\n"); reply != "END\r\n" {
+			t.Errorf("the node rejoined holding %q, want it flushed", reply)
+		}
+	}
+	if n := srv.Stats().Ejections.Load(); n != 1 {
+		t.Errorf("%d ejections, want 1: the reload carries the ejection, it does not eject again", n)
+	}
+}
+
+// ejectAndWriteAround pauses m until the proxy ejects it, then deletes
+// ks[0] and sets ks[1] to "new" (both m's keys, holding "old" there)
+// through the proxy, so on other nodes, and resumes m: m now holds values
+// older than the deletes and updates it missed.
+func ejectAndWriteAround(t *testing.T, srv *proxy.Server, c *testsupport.Conn, m *testsupport.Memcached, ks []string) {
+	t.Helper()
+	m.Pause()
+	defer m.Resume()
+	eventually(t, 5*time.Second, "the paused node is ejected", func() bool {
+		c.Send("get " + ks[0] + "\r\n")
+		if c.ReadLine() == "VALUE "+ks[0]+" 0 3" {
+			c.ReadLine()
+			c.ReadLine()
+		}
+		return srv.Stats().EjectedNodes.Load() == 1
+	})
+	c.Send("delete " + ks[0] + "\r\n")
+	c.ReadLine() // NOT_FOUND: the node that has the key now never had it
+	c.Send(setCmd(ks[1], "new"))
+	c.Expect("STORED\r\n")
+}
+
+// TestReloadFlushesAnEjectedNodeItCannotEject: a node ejected before a
+// reload to a configuration that never ejects is flushed before the new
+// configuration serves it.
+func TestReloadFlushesAnEjectedNodeItCannotEject(t *testing.T) {
+	ms, addrs := startNodes(t, 3)
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.RetryInterval = 10 * time.Second
+	})
+	ks := keysOn(ringOf(t, addrs), 1, "kept", 2)
+	c := dialQuick(t, addr)
+	for _, k := range ks {
+		c.Send(setCmd(k, "old"))
+		c.Expect("STORED\r\n")
+	}
+	ejectAndWriteAround(t, srv, c, ms[1], ks)
+
+	cfg := configFor(addrs)
+	cfg.ServerFailureLimit = -1
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.Send("get " + ks[0] + " " + ks[1] + "\r\n")
+	c.Expect("END\r\n") // the keys are the node's again, and it was flushed
+	if n := srv.Stats().EjectedNodes.Load(); n != 0 {
+		t.Errorf("STAT ejected_nodes = %d after a reload that ejects nothing, want 0", n)
 	}
 }

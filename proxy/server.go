@@ -143,6 +143,7 @@ type Server struct {
 	latency     [protocol.NumCommands]prometheus.Observer
 	versionLine []byte
 
+	reloadMu sync.Mutex // serializes Reload: each topology is built from, and carries the state of, the one it replaces
 	mu       sync.Mutex // protects conns, closed and retiring, and orders draining with them
 	conns    map[*conn]struct{}
 	closed   bool
@@ -182,20 +183,29 @@ func New(cfg Config) (*Server, error) {
 // loader-side state are closed once the requests that may use them are
 // done. A cfg that cannot be used is refused and the old one keeps serving.
 // Settings of the client side (limits, timeouts, version) need a restart.
+//
+// A backend ejected in the old topology starts ejected in the new one, by
+// address, and rejoins through a probe and a flush, as it would have
+// without the reload. Reloads are serialized.
 func (s *Server) Reload(cfg Config) error {
 	cfg.setDefaults()
 	cfg.Logger = s.cfg.Logger
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.topo.Load()
 	t, err := s.newTopology(cfg)
 	if err != nil {
 		return err
 	}
+	carryEjections(old, t)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		t.close()
 		return ErrShutdown
 	}
-	old := s.topo.Swap(t)
+	s.topo.Store(t)
+	t.publishEjected(s.stats)
 	s.retiring[old] = struct{}{}
 	s.retireWG.Add(1)
 	s.mu.Unlock()
