@@ -3,6 +3,9 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,5 +206,103 @@ func TestReloadFlushesAnEjectedNodeItCannotEject(t *testing.T) {
 	c.Expect("END\r\n") // the keys are the node's again, and it was flushed
 	if n := srv.Stats().EjectedNodes.Load(); n != 0 {
 		t.Errorf("STAT ejected_nodes = %d after a reload that ejects nothing, want 0", n)
+	}
+}
+
+// fakeLoader is a Loader of model User whose rows are {"id":N}, for ids
+// of digits; it records when it is closed, and whether it was used after.
+type fakeLoader struct {
+	delay     time.Duration // each load takes this long, or until its context ends
+	closed    atomic.Int32
+	lateLoads atomic.Int32 // loads that began or ended after Close
+}
+
+func (l *fakeLoader) ValidID(_ string, id []byte) bool {
+	_, err := strconv.ParseUint(string(id), 10, 64)
+	return err == nil
+}
+
+func (l *fakeLoader) LoadRows(ctx context.Context, _ string, ids [][]byte) ([][]byte, error) {
+	if l.closed.Load() > 0 {
+		l.lateLoads.Add(1)
+	}
+	select {
+	case <-time.After(l.delay):
+	case <-ctx.Done():
+	}
+	if l.closed.Load() > 0 {
+		l.lateLoads.Add(1)
+	}
+	rows := make([][]byte, len(ids))
+	for i, id := range ids {
+		rows[i] = []byte(`{"id":` + string(id) + `}`)
+	}
+	return rows, ctx.Err()
+}
+
+func (l *fakeLoader) Counters() map[string]uint64 { return nil }
+
+// Close is like *loader.Loader's: no error result.
+func (l *fakeLoader) Close() { l.closed.Add(1) }
+
+// closerLoader is a fakeLoader that is an io.Closer.
+type closerLoader struct{ *fakeLoader }
+
+func (l closerLoader) Close() error {
+	l.fakeLoader.Close()
+	return nil
+}
+
+// objectConfig is cfg for addrs serving model User from ld.
+func objectConfig(addrs []string, ld proxy.Loader) proxy.Config {
+	cfg := configFor(addrs)
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Loader = ld
+	cfg.Models = map[string]proxy.Model{"User": {TTL: time.Minute, NegativeTTL: time.Minute}}
+	cfg.Timeout = 200 * time.Millisecond
+	cfg.LoadTimeout = 500 * time.Millisecond
+	return cfg
+}
+
+// TestRetiredTopologyClosesItsLoader: the Server owns Config.Loader. The
+// topology a reload replaces closes its loader when it is retired, after
+// the loads it started are done; a loader that the new configuration uses
+// too stays open; Close closes the one in use.
+func TestRetiredTopologyClosesItsLoader(t *testing.T) {
+	_, addrs := startNodes(t, 2)
+	first := &fakeLoader{delay: 300 * time.Millisecond}
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) { *c = objectConfig(addrs, first) })
+	slow, nc := make(chan string, 1), dialQuick(t, addr).NetConn()
+	go func() { slow <- rawGet(nc, "User:1") }()
+	time.Sleep(100 * time.Millisecond) // the load is under way
+
+	second := closerLoader{&fakeLoader{}}
+	if err := srv.Reload(objectConfig(addrs, second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(objectConfig(addrs, second)); err != nil { // the same loader again
+		t.Fatal(err)
+	}
+	if got, want := <-slow, valueReplyOf("User:1", `{"id":1}`)+"END\r\n"; got != want {
+		t.Errorf("get of a load under way during the reload = %q, want %q", got, want)
+	}
+	eventually(t, 5*time.Second, "the first loader is closed", func() bool { return first.closed.Load() > 0 })
+	if n := first.lateLoads.Load(); n != 0 {
+		t.Errorf("the first loader was closed while %d loads used it", n)
+	}
+	time.Sleep(2 * time.Second) // both replaced topologies are retired by now
+	if n := first.closed.Load(); n != 1 {
+		t.Errorf("the first loader was closed %d times, want once", n)
+	}
+	if n := second.closed.Load(); n != 0 {
+		t.Errorf("the loader in use was closed %d times, want 0: the topology that is retired handed it on", n)
+	}
+	c := dialQuick(t, addr)
+	c.Send("get User:2\r\n")
+	c.Expect(valueReplyOf("User:2", `{"id":2}`) + "END\r\n")
+
+	srv.Close()
+	if n := second.closed.Load(); n != 1 {
+		t.Errorf("Close closed the loader in use %d times, want once", n)
 	}
 }

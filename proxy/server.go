@@ -70,6 +70,13 @@ type Config struct {
 
 	// Loader loads the rows of Models. With no Loader or no Models, every
 	// key is a plain key.
+	//
+	// The Server takes ownership of Loader once New or Reload accepts the
+	// Config: it closes the Loader, if it has a Close method (io.Closer,
+	// or Close without a result, as *loader.Loader has), when no topology
+	// uses it anymore: when the topology that a later Reload replaced is
+	// retired, or at Close. A Loader passed to Reload again stays open.
+	// When New or Reload returns an error, the caller keeps the Loader.
 	Loader Loader
 	// Models are the configured models by name: keys "Name:id" with an id
 	// that Loader accepts are objects.
@@ -144,14 +151,14 @@ type Server struct {
 	versionLine []byte
 
 	reloadMu sync.Mutex // serializes Reload: each topology is built from, and carries the state of, the one it replaces
-	mu       sync.Mutex // protects conns, closed and retiring, and orders draining with them
+	mu       sync.Mutex // protects conns, closed and retired, and orders draining with them
 	conns    map[*conn]struct{}
 	closed   bool
-	retiring map[*topology]struct{} // replaced by Reload, closed after a grace period
-	closing  chan struct{}          // closed by Close: retire at once
-	draining atomic.Bool            // set by Shutdown; read on every batch without mu
-	wg       sync.WaitGroup         // tracks connection goroutines
-	retireWG sync.WaitGroup         // tracks retirements
+	retired  chan struct{}  // closed once the topology retired last is closed; nil before any
+	closing  chan struct{}  // closed by Close: retire at once
+	draining atomic.Bool    // set by Shutdown; read on every batch without mu
+	wg       sync.WaitGroup // tracks connection goroutines
+	retireWG sync.WaitGroup // tracks retirements
 }
 
 // New returns a Server for cfg, once it has tried to connect to every
@@ -165,7 +172,6 @@ func New(cfg Config) (*Server, error) {
 		objStats:    new(ObjectStats),
 		versionLine: []byte("VERSION " + cfg.Version + "\r\n"),
 		conns:       make(map[*conn]struct{}),
-		retiring:    make(map[*topology]struct{}),
 		closing:     make(chan struct{}),
 	}
 	s.latencyVec, s.latency = newLatency()
@@ -173,15 +179,17 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.ownsLoader = true
 	s.topo.Store(t)
 	return s, nil
 }
 
 // Reload makes cfg's backends, models, hot tier and backend settings take
 // effect without dropping client connections: requests that started keep
-// the old topology, new ones get the new. The old backend connections and
-// loader-side state are closed once the requests that may use them are
-// done. A cfg that cannot be used is refused and the old one keeps serving.
+// the old topology, new ones get the new. The old backend connections,
+// loader-side state and Loader are closed once the requests that may use
+// them are done (see retire). A cfg that cannot be used is refused and the
+// old one keeps serving.
 // Settings of the client side (limits, timeouts, version) need a restart.
 //
 // A backend ejected in the old topology starts ejected in the new one, by
@@ -201,26 +209,17 @@ func (s *Server) Reload(cfg Config) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		t.close()
+		t.close() // t owns nothing it did not make: cfg.Loader stays the caller's
 		return ErrShutdown
 	}
+	handOn(old, t)
 	s.topo.Store(t)
 	t.publishEjected(s.stats)
-	s.retiring[old] = struct{}{}
+	prev, done := s.retired, make(chan struct{})
+	s.retired = done
 	s.retireWG.Add(1)
 	s.mu.Unlock()
-	grace := 2*old.cfg.Timeout + old.cfg.LoadTimeout
-	go func() {
-		defer s.retireWG.Done()
-		select {
-		case <-time.After(grace):
-		case <-s.closing:
-		}
-		old.close()
-		s.mu.Lock()
-		delete(s.retiring, old)
-		s.mu.Unlock()
-	}()
+	go s.retire(old, prev, done)
 	return nil
 }
 
@@ -346,8 +345,10 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	// Closing the nodes fails the calls that connections still wait for,
 	// so that their goroutines end now rather than at the backend timeout.
-	s.topo.Load().close()
+	// The retired topologies close first (at once, since closing is
+	// closed): the one in use may own a loader or hot tier they use too.
 	s.retireWG.Wait()
+	s.topo.Load().close()
 	s.wg.Wait()
 	return nil
 }

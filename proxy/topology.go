@@ -18,6 +18,12 @@ type topology struct {
 	ring   atomic.Pointer[ring.Ring] // the live nodes' ring; replaced on ejection
 	health *health                   // nil when nodes are never ejected
 	obj    *objects                  // nil without models
+
+	// ownsLoader says whether close closes cfg.Loader: set once a Server
+	// accepts cfg, and cleared when the topology that replaces t takes the
+	// same Loader over (handOn). Written before t serves or retires (under
+	// the Server's mu); read by close.
+	ownsLoader bool
 }
 
 // newTopology builds cfg's topology and connects its nodes (in parallel,
@@ -70,7 +76,7 @@ func (t *topology) pick(key []byte) int { return t.ring.Load().Pick(key) }
 func (t *topology) live(i int) bool { return t.health == nil || !t.health.isEjected(i) }
 
 // close stops the probers, the backend connections (failing the calls still
-// in flight) and the hot tier.
+// in flight), the hot tier and, if t owns it, the loader.
 func (t *topology) close() {
 	if t.health != nil {
 		t.health.close()
@@ -80,5 +86,8 @@ func (t *topology) close() {
 	}
 	if t.obj != nil && t.obj.hot != nil {
 		t.obj.hot.close()
+	}
+	if t.ownsLoader {
+		closeLoader(t.cfg.Loader, t.cfg.Logger)
 	}
 }
