@@ -98,13 +98,18 @@ var replyDatabaseDown = []byte("SERVER_ERROR database unavailable\r\n")
 // replyObjectCommand answers incr, decr, append and prepend on objects.
 var replyObjectCommand = []byte("CLIENT_ERROR object keys do not support this command\r\n")
 
-func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
+// newObjects returns t's object path, or nil without models. hot is the
+// hot tier of the topology t replaces, to take over (see hotTierFor); nil
+// makes a new one.
+func newObjects(s *Server, t *topology, cfg Config, hot *hotTier) (*objects, error) {
 	if cfg.Loader == nil || len(cfg.Models) == 0 {
 		return nil, nil
 	}
-	hot, err := newHotTier(cfg.HotTier)
-	if err != nil {
-		return nil, err
+	if hot == nil {
+		var err error
+		if hot, err = newHotTier(cfg.HotTier); err != nil {
+			return nil, err
+		}
 	}
 	ob := &objects{
 		s:           s,
@@ -285,7 +290,7 @@ func (ob *objects) store(slot int, m *model, keys [][]byte, mine []int, fl []*fl
 		}
 		ob.stats.FillsStored.Add(1)
 		if ob.hot != nil && fl[i].row != nil {
-			ob.hot.put(keys[i], &hotEntry{data: fl[i].row}, epochs[i])
+			ob.putHot(keys[i], &hotEntry{data: fl[i].row}, epochs[i])
 		}
 	}
 	var linger []string

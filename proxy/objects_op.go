@@ -125,7 +125,7 @@ func (ob *objects) classify(o *op, failed map[int32]bool, touch bool) []pendingL
 			if ob.hot != nil && !touch {
 				val := valueOf(ref)
 				data := append([]byte(nil), ref.c.reply.Data(val)...)
-				ob.hot.put(o.req.Keys[i], &hotEntry{flags: val.Flags, cas: val.Cas, data: data}, o.epochs[i])
+				ob.putHot(o.req.Keys[i], &hotEntry{flags: val.Flags, cas: val.Cas, data: data}, o.epochs[i])
 			}
 			continue
 		case tombstone.Negative:

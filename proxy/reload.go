@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"log/slog"
+	"maps"
 	"reflect"
 	"time"
 )
@@ -48,15 +49,62 @@ func (t *topology) publishEjected(stats *Stats) {
 }
 
 // handOn passes what old owns and t uses too on to t, which replaces old:
-// t owns its Loader from now on, and old no longer does if it is the same.
-// Only the newest topology using a Loader closes it, and since topologies
-// are closed in the order they were replaced (see retire), that is after
-// every older one that used it.
+// t owns its Loader from now on, and old no longer does if it is the same;
+// t owns old's hot tier if it took it over. Only the newest topology using
+// a Loader or hot tier closes it, and since topologies are closed in the
+// order they were replaced (see retire), that is after every older one
+// that used it.
 func handOn(old, t *topology) {
 	t.ownsLoader = true
 	if sameLoader(old.cfg.Loader, t.cfg.Loader) {
 		old.ownsLoader = false
 	}
+	if t.obj != nil && old.obj != nil && t.obj.hot != nil && t.obj.hot == old.obj.hot {
+		t.ownsHot, old.ownsHot = true, false
+	}
+}
+
+// hotTierFor returns the hot tier that a topology of cfg replacing t takes
+// over: t's, when cfg's hot tier settings and models are t's, so that a
+// reload keeps the hot entries (and one tier's memory, not two, lives
+// while t retires); nil otherwise, or when t is nil. Rows loaded through
+// another Loader (a new database, say) are served from the tier until its
+// TTL, as they are from the nodes until theirs.
+func (t *topology) hotTierFor(cfg Config) *hotTier {
+	if t == nil || t.obj == nil || t.obj.hot == nil {
+		return nil
+	}
+	if cfg.HotTier != t.cfg.HotTier || !maps.Equal(cfg.Models, t.cfg.Models) {
+		return nil
+	}
+	return t.obj.hot
+}
+
+// putHot puts e into the hot tier as hotTier.put does, unless a reload has
+// replaced ob's topology.
+//
+// A reload that keeps the hot tier hands it on (hotTierFor), so requests
+// of the old topology and of the new one use one tier while the old one
+// retires. The epoch rule still holds across them: the deletes of either
+// bump the epochs of, and drop keys from, that one tier, so a read of
+// either that noted its epoch before a delete cannot put its row in after
+// the delete dropped it. The rule relies on something else for a read
+// that notes its epoch after a delete: such a read finds the delete's
+// tombstone on the key's node, and so loads the new row. That holds within
+// a topology, but not across two whose backends differ: a read of the old
+// topology (a batch that began before the swap and still dispatches after
+// it) asks the key's node on the old ring, which the new topology's delete
+// did not write to, may find the row the delete replaced, and would put it
+// into the tier that the new topology's clients read, the deleter's
+// included. So only the topology in use puts. A read whose epoch came
+// after a delete of the new topology comes after the swap, since that
+// delete does, and finds ob.t replaced here; a read whose epoch came
+// before is covered by the epoch rule, whenever it gets here.
+func (ob *objects) putHot(key []byte, e *hotEntry, epoch uint32) {
+	if ob.s.topo.Load() != ob.t {
+		return
+	}
+	ob.hot.put(key, e, epoch)
 }
 
 // sameLoader reports whether a and b are the same Loader. Values of a type

@@ -306,3 +306,50 @@ func TestRetiredTopologyClosesItsLoader(t *testing.T) {
 		t.Errorf("Close closed the loader in use %d times, want once", n)
 	}
 }
+
+// TestReloadKeepsTheHotTier: a reload whose hot tier settings and models
+// are those of the configuration in use keeps the hot tier, entries and
+// all, also once the replaced topology is retired; one that changes them
+// starts an empty tier.
+func TestReloadKeepsTheHotTier(t *testing.T) {
+	_, addrs := startNodes(t, 2)
+	ld := &fakeLoader{}
+	cfg := objectConfig(addrs, ld)
+	cfg.HotTier = proxy.HotTier{MaxBytes: 1 << 20, TTL: time.Minute}
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) { *c = cfg })
+	c := dialQuick(t, addr)
+	eventually(t, 5*time.Second, "User:1 is in the hot tier", func() bool { return hotHit(t, c, "User:1") })
+
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !hotHit(t, c, "User:1") {
+		t.Errorf("get User:1 right after a reload that keeps the hot tier's settings: not a hot tier hit")
+	}
+	time.Sleep(2*cfg.Timeout + cfg.LoadTimeout + 500*time.Millisecond) // the replaced topology retires
+	if !hotHit(t, c, "User:1") {
+		t.Errorf("get User:1 once the replaced topology retired: not a hot tier hit (it closed the tier it handed on?)")
+	}
+
+	cfg.HotTier.TTL = 30 * time.Second
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if hotHit(t, c, "User:1") {
+		t.Errorf("get User:1 after a reload that changes the hot tier's TTL: a hot tier hit, want a new, empty tier")
+	}
+}
+
+// hotHit gets key, an object, through c and reports whether the hot tier
+// answered it.
+func hotHit(t *testing.T, c *testsupport.Conn, key string) bool {
+	t.Helper()
+	before := readStats(t, c)["hot_hits"]
+	c.Send("get " + key + "\r\n")
+	if line := c.ReadLine(); !strings.HasPrefix(line, "VALUE "+key+" ") {
+		t.Fatalf("get %s = %q, want its VALUE", key, line)
+	}
+	c.ReadLine() // the row
+	c.Expect("END\r\n")
+	return readStats(t, c)["hot_hits"] != before
+}

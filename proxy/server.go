@@ -175,7 +175,7 @@ func New(cfg Config) (*Server, error) {
 		closing:     make(chan struct{}),
 	}
 	s.latencyVec, s.latency = newLatency()
-	t, err := s.newTopology(cfg)
+	t, err := s.newTopology(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func (s *Server) Reload(cfg Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.topo.Load()
-	t, err := s.newTopology(cfg)
+	t, err := s.newTopology(cfg, old)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func (s *Server) Reload(cfg Config) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		t.close() // t owns nothing it did not make: cfg.Loader stays the caller's
+		t.close() // t owns nothing it did not make: cfg.Loader stays the caller's, old keeps its hot tier
 		return ErrShutdown
 	}
 	handOn(old, t)

@@ -19,25 +19,29 @@ type topology struct {
 	health *health                   // nil when nodes are never ejected
 	obj    *objects                  // nil without models
 
-	// ownsLoader says whether close closes cfg.Loader: set once a Server
-	// accepts cfg, and cleared when the topology that replaces t takes the
-	// same Loader over (handOn). Written before t serves or retires (under
-	// the Server's mu); read by close.
-	ownsLoader bool
+	// What close closes besides the nodes. ownsLoader: cfg.Loader, set
+	// once a Server accepts cfg. ownsHot: the hot tier, set when t made
+	// it. Both are cleared when the topology that replaces t takes the
+	// same over (handOn). Written before t serves or retires (under the
+	// Server's mu); read by close.
+	ownsLoader, ownsHot bool
 }
 
 // newTopology builds cfg's topology and connects its nodes (in parallel,
-// each bounded by ConnectTimeout).
-func (s *Server) newTopology(cfg Config) (*topology, error) {
+// each bounded by ConnectTimeout). old is the topology it is to replace,
+// nil for the first: t uses old's hot tier when it can (hotTierFor).
+func (s *Server) newTopology(cfg Config, old *topology) (*topology, error) {
 	r, err := ring.New(cfg.Backends)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	t := &topology{cfg: cfg}
 	t.ring.Store(r)
-	if t.obj, err = newObjects(s, t, cfg); err != nil {
+	inherited := old.hotTierFor(cfg)
+	if t.obj, err = newObjects(s, t, cfg, inherited); err != nil {
 		return nil, err
 	}
+	t.ownsHot = t.obj != nil && t.obj.hot != nil && t.obj.hot != inherited
 	if cfg.ServerFailureLimit > 0 {
 		t.health = newHealth(s, t, r)
 	}
@@ -76,7 +80,7 @@ func (t *topology) pick(key []byte) int { return t.ring.Load().Pick(key) }
 func (t *topology) live(i int) bool { return t.health == nil || !t.health.isEjected(i) }
 
 // close stops the probers, the backend connections (failing the calls still
-// in flight), the hot tier and, if t owns it, the loader.
+// in flight) and, if t owns them, the hot tier and the loader.
 func (t *topology) close() {
 	if t.health != nil {
 		t.health.close()
@@ -84,7 +88,7 @@ func (t *topology) close() {
 	for _, n := range t.nodes {
 		n.close()
 	}
-	if t.obj != nil && t.obj.hot != nil {
+	if t.ownsHot {
 		t.obj.hot.close()
 	}
 	if t.ownsLoader {
