@@ -136,9 +136,9 @@ func closeLoader(l Loader, log *slog.Logger) {
 // backend timeout. Close cuts the wait short.
 //
 // old is closed only after the topology retired before it (prev closed):
-// a topology hands its Loader on to the next one when that uses it too
-// (handOn), so the newest one to use it, which closes it, must close after
-// the older ones that use it.
+// a topology hands its Loader and hot tier on to the next one when that
+// uses them too (handOn), so the newest one to use them, which closes
+// them, must close after the older ones that use them.
 func (s *Server) retire(old *topology, prev <-chan struct{}, done chan<- struct{}) {
 	defer s.retireWG.Done()
 	defer close(done)

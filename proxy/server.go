@@ -194,7 +194,9 @@ func New(cfg Config) (*Server, error) {
 //
 // A backend ejected in the old topology starts ejected in the new one, by
 // address, and rejoins through a probe and a flush, as it would have
-// without the reload. Reloads are serialized.
+// without the reload. When the hot tier settings and the models are
+// unchanged, the hot tier is kept, entries and all. Reloads are
+// serialized.
 func (s *Server) Reload(cfg Config) error {
 	cfg.setDefaults()
 	cfg.Logger = s.cfg.Logger
