@@ -315,12 +315,18 @@ func (p *pipe) setFailing(failing bool) {
 // connection that worked; the waits double from there up to retryInterval.
 const firstRedial = 10 * time.Millisecond
 
+// workedAfter is how long a connection that never answered must have
+// stayed open to have worked: a second (memcached's idle_timeout is whole
+// seconds), or retryInterval if that is shorter. A backend that accepts
+// and drops connections drops them sooner.
+func (p *pipe) workedAfter() time.Duration { return min(time.Second, p.cfg.retryInterval) }
+
 // judge reports the end of a connection to p.health and sets the wait
 // before the next dial. The connection ended with err; answered says
 // whether it answered at least once, and worked whether it answered or
-// stayed open for retryInterval (a connection that no client used is
-// closed by a backend's idle timeout without ever answering). A backend
-// that accepts connections and drops them at once does not work.
+// stayed open for workedAfter (a connection that no client used is closed
+// by a backend's idle timeout without ever answering). A backend that
+// accepts connections and drops them at once does not work.
 func (p *pipe) judge(answered, worked bool, err error) {
 	switch {
 	case errors.Is(err, ErrShutdown), errors.Is(err, errRedial):
@@ -439,7 +445,7 @@ func (p *pipe) attach(conn net.Conn) chan *call {
 // serve reads conn's replies until it fails or the pipe is closed; then it
 // detaches conn and fails the calls still in flight. It returns whether
 // conn answered at least once, whether it worked (answered, or stayed open
-// for retryInterval), and the error that ended it.
+// for workedAfter), and the error that ended it.
 //
 // A call in flight on a connection that breaks fails, even when the backend
 // closed the connection while it was idle and perhaps never read the
@@ -480,7 +486,7 @@ func (p *pipe) serve(conn net.Conn, inflight chan *call) (answered, worked bool,
 		case c := <-inflight:
 			c.finish(fail)
 		default:
-			return answered, answered || time.Since(start) >= p.cfg.retryInterval, err
+			return answered, answered || time.Since(start) >= p.workedAfter(), err
 		}
 	}
 }

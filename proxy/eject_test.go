@@ -267,6 +267,7 @@ func (l testLog) Write(b []byte) (int, error) {
 func TestIdleClosedConnectionsDoNotEjectAHealthyNode(t *testing.T) {
 	ms, addrs := startNodes(t, 2, "-o", "idle_timeout=1")
 	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.RetryInterval = 10 * time.Second // longer than the idle timeout
 		c.Logger = slog.New(slog.NewTextHandler(testLog{t}, nil))
 	})
 	ks := keysOn(ringOf(t, addrs), 0, "idle", 62)
