@@ -22,12 +22,15 @@ import (
 // connection that worked and broke counts only by the dials after it: a
 // node that closes idle connections, or restarted, is not ejected; one
 // that was killed is, as soon as its pipes' dials are refused. The ring is
-// rebuilt without it and its keys go to the next node. While it is out, a prober asks it for
-// its version every RetryInterval, on a connection of its own, never with a
-// client's request. When it answers, it is flushed before it rejoins: a node
-// that was unreachable (not restarted) still holds values written before its
-// ejection, while the deletes and tombstones for those keys went to other
-// nodes, and for objects it would serve deleted rows.
+// rebuilt without it and its keys go to the next node.
+//
+// While it is out, a prober asks it for its version every RetryInterval,
+// on a connection of its own, never with a client's request. When it
+// answers, it is flushed before it rejoins: a node that was unreachable
+// (not restarted) still holds values written before its ejection, while
+// the deletes and tombstones for those keys went to other nodes, and for
+// objects it would serve deleted rows. A reload carries the ejections over
+// to the new topology (handOver, carry).
 type health struct {
 	s       *Server
 	t       *topology
@@ -36,7 +39,7 @@ type health struct {
 	mu      sync.Mutex // protects ejected, orders ring rebuilds, and orders starting probers with close and handOver
 	ejected []bool
 	wg      sync.WaitGroup // tracks probers
-	stop    chan struct{}  // closed by close
+	stop    chan struct{}  // closed by close or handOver
 }
 
 func newHealth(s *Server, t *topology, full *ring.Ring) *health {
@@ -227,7 +230,7 @@ func (h *health) isEjected(i int) bool {
 	return h.ejected[i]
 }
 
-// closed reports whether close has begun.
+// closed reports whether close or handOver has begun.
 func (h *health) closed() bool {
 	select {
 	case <-h.stop:
