@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -22,6 +23,9 @@ var (
 
 	// errRedial ends a connection that requestRedial replaces.
 	errRedial = errors.New("proxy: connection replaced")
+	// errUnasked ends a connection on which the backend sent bytes while
+	// no call was in flight: they answer nothing the pipe asked.
+	errUnasked = errors.New("proxy: backend sent a reply nobody asked for")
 )
 
 // call is one request to a backend and, once done, its reply. The client
@@ -86,6 +90,20 @@ type pipeConfig struct {
 	stats          *Stats
 }
 
+// connHealth is told how a pipe's connections fare. The pipe reports each
+// connection once, however many calls it failed: a connection that breaks
+// fails every call in flight on it together, and counting those calls would
+// eject a node for one dropped connection.
+type connHealth interface {
+	// connFailed reports a connection that could not be made, on which a
+	// reply timed out, or that broke before it worked (see judge).
+	connFailed(err error)
+	// connRestored reports that a connection which worked broke and the
+	// dials after it connected again: the node closed an idle connection,
+	// or restarted, and is serving.
+	connRestored()
+}
+
 // pipe is one persistent, pipelined connection to a backend, shared by many
 // client connections: requests are written in the order they are sent and
 // replies matched in that order. A pipe reconnects by itself after a
@@ -94,35 +112,65 @@ type pipeConfig struct {
 // Client goroutines append their requests to buf and wake the pipe's writer
 // goroutine (write), which sends everything queued in one system call, so
 // that under load one write carries the requests of many clients. Replies
-// are read by the pipe's reader goroutine (run).
+// are read by the pipe's reader goroutine (run), which also reads while
+// nothing is in flight, so that it notices at once when the backend closes
+// an idle connection.
 type pipe struct {
-	addr string
-	cfg  pipeConfig
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	stop chan struct{} // closed by close
+	addr   string
+	cfg    pipeConfig
+	health connHealth // told how connections fare; nil: nobody counts
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	stop   chan struct{} // closed by close
 
-	mu       sync.Mutex // protects the fields below
-	conn     net.Conn   // nil while not connected
-	inflight chan *call // calls sent on conn, in write order; read by run
-	buf      []byte     // requests waiting for the next write
-	spare    []byte     // the buffer of the previous write, for reuse
-	gen      uint64     // counts the connections attached
+	// Owned by run's goroutine:
+	wait      time.Duration // before the next dial
+	redialing bool          // a connection that worked broke, and none has worked since
+
+	mu       sync.Mutex    // protects the fields below
+	conn     net.Conn      // nil while not connected
+	inflight chan *call    // calls sent on conn, in write order; read by run
+	buf      []byte        // requests waiting for the next write
+	spare    []byte        // the buffer of the previous write, for reuse
+	gen      uint64        // counts the connections attached
+	attached chan struct{} // closed, and replaced, by attach (see connectedAfter)
+	writeErr error         // why the writer closed conn, if it did
+	failing  bool          // not connected, waiting out retryInterval after a failure
 
 	wake   chan struct{} // signals the writer that buf has requests
 	redial chan struct{} // asks run for a new connection now (see requestRedial)
 }
 
-func newPipe(addr string, cfg pipeConfig) *pipe {
+func newPipe(addr string, cfg pipeConfig, health connHealth) *pipe {
 	d := &net.Dialer{Timeout: cfg.connectTimeout}
-	return &pipe{addr: addr, cfg: cfg, dial: d.DialContext, stop: make(chan struct{}), wake: make(chan struct{}, 1), redial: make(chan struct{}, 1)}
+	return &pipe{
+		addr:     addr,
+		cfg:      cfg,
+		health:   health,
+		dial:     d.DialContext,
+		stop:     make(chan struct{}),
+		attached: make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		redial:   make(chan struct{}, 1),
+	}
 }
 
 // send queues c's request for the pipe's writer. It never waits for the
 // backend: a pipe that is down or full finishes c at once with an error.
+//
+// A call refused while the pipe waits out retryInterval after a failure
+// counts as a failure of the node: clients keep meeting that failure, and
+// a node that only one client connection uses would otherwise stay in the
+// ring, failing its requests, for the whole interval. Calls refused while
+// the pipe dials again after a connection that worked do not count: the
+// dials tell whether the node is back (see run).
 func (p *pipe) send(c *call) {
 	p.mu.Lock()
 	if err := p.admit(c); err != nil {
+		failing := p.failing && err == ErrBackendDown
 		p.mu.Unlock()
+		if failing {
+			p.failed(err)
+		}
 		c.finish(err)
 		return
 	}
@@ -174,14 +222,17 @@ func (p *pipe) write() {
 		_ = conn.SetWriteDeadline(time.Now().Add(p.cfg.timeout))
 		_, err := conn.Write(out)
 		p.cfg.stats.BackendWrites.Add(1)
-		if err != nil {
-			conn.Close() // the reader fails the calls in flight and reconnects
-		}
 		p.mu.Lock()
+		if err != nil && p.conn == conn && p.writeErr == nil {
+			p.writeErr = err // for the reader: a write timeout is a timeout
+		}
 		if cap(out) <= p.cfg.queueBytes {
 			p.spare = out[:0]
 		}
 		p.mu.Unlock()
+		if err != nil {
+			conn.Close() // the reader fails the calls in flight and reconnects
+		}
 	}
 }
 
@@ -208,29 +259,109 @@ func (p *pipe) start(wg *sync.WaitGroup) {
 
 // run serves one connection after another: it reads replies until the
 // connection fails, then reconnects, failing calls fast while it cannot.
-// After a connection that answered, it dials again at once (a backend that
-// restarted is back already); after a failed attempt, or a connection that
-// never answered, it waits retryInterval.
+// After a failed attempt, or a connection that did not work, it waits
+// retryInterval. After a connection that worked, it dials again at once
+// (a backend that closed an idle connection, or restarted, is back
+// already), and until a connection works again it backs off from
+// firstRedial up to retryInterval: the pipe notices a backend's end at
+// once, even while idle, so its first dials may fall in the gap of a
+// restart.
+//
+// It tells p.health about each connection once (see judge), never about
+// each call: the calls that a broken connection fails together are one
+// failure, and a connection that worked and then broke is judged by the
+// dials that follow it (each refused: a failure; connected: the node is
+// back).
 func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 	for {
-		answered := false
-		if err == nil {
-			answered, err = p.serve(conn, inflight)
+		if err != nil {
+			p.notWorking(err) // the connection could not be made
+		} else {
+			p.judge(p.serve(conn, inflight))
 		}
 		if p.stopped() {
 			return
 		}
-		if !answered && !errors.Is(err, errRedial) {
+		if p.wait > 0 {
+			p.setFailing(!p.redialing)
 			select {
-			case <-time.After(p.cfg.retryInterval):
+			case <-time.After(p.wait):
 			case <-p.redial:
 			case <-p.stop:
 				return
 			}
 		}
-		if conn, err = p.connect(); err == nil {
-			inflight = p.attach(conn)
+		if conn, err = p.connect(); err != nil {
+			continue
 		}
+		if inflight = p.attach(conn); inflight == nil {
+			return // closed while it connected
+		}
+		if p.redialing && p.health != nil {
+			p.health.connRestored()
+		}
+	}
+}
+
+// setFailing says whether calls that the pipe refuses while it is not
+// connected count as failures (see send); attach clears it.
+func (p *pipe) setFailing(failing bool) {
+	p.mu.Lock()
+	p.failing = failing
+	p.mu.Unlock()
+}
+
+// firstRedial is the wait after the first failed dial that followed a
+// connection that worked; the waits double from there up to retryInterval.
+const firstRedial = 10 * time.Millisecond
+
+// workedAfter is how long a connection that never answered must have
+// stayed open to have worked: a second (memcached's idle_timeout is whole
+// seconds), or retryInterval if that is shorter. A backend that accepts
+// and drops connections drops them sooner.
+func (p *pipe) workedAfter() time.Duration { return min(time.Second, p.cfg.retryInterval) }
+
+// judge reports the end of a connection to p.health and sets the wait
+// before the next dial. The connection ended with err; answered says
+// whether it answered at least once, and worked whether it answered or
+// stayed open for workedAfter (a connection that no client used is closed
+// by a backend's idle timeout without ever answering). A backend that
+// accepts connections and drops them at once does not work.
+func (p *pipe) judge(answered, worked bool, err error) {
+	switch {
+	case errors.Is(err, ErrShutdown), errors.Is(err, errRedial):
+		p.wait, p.redialing = 0, false
+	case errors.Is(classify(err), ErrBackendTimeout):
+		p.failed(err) // a reply did not come in time: the node may hang
+		p.wait, p.redialing = p.cfg.retryInterval, false
+		if answered {
+			p.wait = 0
+		}
+	case worked:
+		// Broken after it worked: the node closed an idle connection,
+		// restarted, or died. The dials that follow tell which.
+		p.wait, p.redialing = 0, true
+	default:
+		p.notWorking(err)
+	}
+}
+
+// notWorking counts a connection that could not be made, or did not work,
+// and sets the wait before the next dial: retryInterval, or while
+// redialing, twice the last wait, from firstRedial up to retryInterval.
+func (p *pipe) notWorking(err error) {
+	p.failed(err)
+	if !p.redialing {
+		p.wait = p.cfg.retryInterval
+		return
+	}
+	p.wait = min(max(2*p.wait, firstRedial), p.cfg.retryInterval)
+}
+
+// failed reports a failed connection to p.health.
+func (p *pipe) failed(err error) {
+	if p.health != nil {
+		p.health.connFailed(err)
 	}
 }
 
@@ -239,9 +370,15 @@ func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 // to reconnect tries now. Pair it with generation and connectedAfter to
 // wait for the new connection.
 func (p *pipe) requestRedial() {
+	p.mu.Lock()
+	conn := p.conn // the one to drop: the token below makes its end errRedial
 	select {
 	case p.redial <- struct{}{}:
 	default:
+	}
+	p.mu.Unlock()
+	if conn != nil {
+		conn.Close()
 	}
 }
 
@@ -253,11 +390,12 @@ func (p *pipe) generation() uint64 {
 }
 
 // connectedAfter reports whether the pipe has a connection newer than
-// generation gen.
-func (p *pipe) connectedAfter(gen uint64) bool {
+// generation gen. When it has not, attached is closed once the pipe
+// attaches its next connection: wait on it and ask again.
+func (p *pipe) connectedAfter(gen uint64) (ok bool, attached <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.conn != nil && p.gen != gen
+	return p.conn != nil && p.gen != gen, p.attached
 }
 
 func (p *pipe) stopped() bool {
@@ -283,39 +421,57 @@ func (p *pipe) connect() (net.Conn, error) {
 }
 
 // attach makes conn the pipe's connection and returns the channel of its
-// calls in flight.
+// calls in flight, or nil (and closes conn) if the pipe was closed
+// meanwhile: close closes only the connection it finds attached.
 func (p *pipe) attach(conn net.Conn) chan *call {
 	inflight := make(chan *call, p.cfg.queueSize)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped() {
+		conn.Close()
+		return nil
+	}
 	select {
 	case <-p.redial: // asked for before conn was made: conn is the new one
 	default:
 	}
-	p.mu.Lock()
-	p.conn, p.inflight = conn, inflight
+	p.conn, p.inflight, p.writeErr, p.failing = conn, inflight, nil, false
 	p.gen++
-	p.mu.Unlock()
+	close(p.attached)
+	p.attached = make(chan struct{})
 	return inflight
 }
 
 // serve reads conn's replies until it fails or the pipe is closed; then it
 // detaches conn and fails the calls still in flight. It returns whether
-// conn answered at least once, and the error that ended it.
-func (p *pipe) serve(conn net.Conn, inflight chan *call) (answered bool, err error) {
-	br := bufio.NewReaderSize(&deadlineReader{conn: conn, timeout: p.cfg.timeout}, 64<<10)
+// conn answered at least once, whether it worked (answered, or stayed open
+// for workedAfter), and the error that ended it.
+//
+// A call in flight on a connection that breaks fails, even when the backend
+// closed the connection while it was idle and perhaps never read the
+// request: the proxy cannot tell that apart from a request that was
+// processed and whose reply was lost, and retrying a set, delete or incr
+// could apply it twice. Reading while idle (awaitReply) makes that case
+// rare: the pipe replaces an idle connection as soon as the backend closes
+// it.
+func (p *pipe) serve(conn net.Conn, inflight chan *call) (answered, worked bool, err error) {
+	start := time.Now()
+	dr := &deadlineReader{conn: conn, timeout: p.cfg.timeout}
+	br := bufio.NewReaderSize(dr, 64<<10)
 	for err == nil {
 		select {
 		case c := <-inflight:
-			err = protocol.ReadReply(br, c.cmd, &c.reply, p.cfg.maxValue)
-			if err != nil {
+			if err = protocol.ReadReply(br, c.cmd, &c.reply, p.cfg.maxValue); err != nil {
+				err = p.cause(conn, err)
 				c.finish(classify(err))
 			} else {
 				answered = true
 				c.finish(nil)
 			}
-		case <-p.stop:
-			err = ErrShutdown
-		case <-p.redial:
-			err = errRedial
+		default:
+			if err = awaitReply(br, dr, inflight); err != nil {
+				err = p.cause(conn, err)
+			}
 		}
 	}
 
@@ -330,9 +486,52 @@ func (p *pipe) serve(conn net.Conn, inflight chan *call) (answered bool, err err
 		case c := <-inflight:
 			c.finish(fail)
 		default:
-			return answered, err
+			return answered, answered || time.Since(start) >= p.workedAfter(), err
 		}
 	}
+}
+
+// awaitReply waits, while no call is in flight, for the connection's next
+// byte: the start of the reply to a call sent meanwhile (it returns nil),
+// or the end of a connection that the backend closed while it was idle
+// (memcached's idle_timeout, a restart), which is noticed now rather than
+// by the requests sent on it next.
+//
+// Nothing in flight, nothing is late: when the read deadline passes it
+// returns nil, and the next read moves the deadline. A call sent during
+// the wait so gets its full timeout from the next read on, and may wait
+// up to twice the timeout in all.
+func awaitReply(br *bufio.Reader, dr *deadlineReader, inflight chan *call) error {
+	_, err := br.Peek(1)
+	switch {
+	case err == nil && len(inflight) == 0:
+		// A call enters inflight before its request is written, so a
+		// reply always finds its call there.
+		return errUnasked
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		dr.set = time.Time{}
+		return nil
+	}
+	return err
+}
+
+// cause returns why conn ended when reading it failed with err: the pipe
+// was closed, a redial was asked for, the writer failed, or err itself.
+func (p *pipe) cause(conn net.Conn, err error) error {
+	if p.stopped() {
+		return ErrShutdown
+	}
+	select {
+	case <-p.redial:
+		return errRedial
+	default:
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == conn && p.writeErr != nil {
+		return p.writeErr
+	}
+	return err
 }
 
 // close stops the pipe; run returns soon after.
@@ -350,7 +549,7 @@ func (p *pipe) close() {
 // runtime timer update, too much to pay on every read of a busy connection,
 // so the deadline is moved forward only once a quarter of the timeout has
 // passed: a read that waits fails after between 3/4 and all of the timeout.
-// It is only read while a reply is awaited.
+// A timeout while no call is in flight is not a failure (see awaitReply).
 type deadlineReader struct {
 	conn    net.Conn
 	timeout time.Duration

@@ -15,7 +15,7 @@ type node struct {
 	pipes  []*pipe
 	stats  *Stats
 	health *health        // nil: never ejected
-	fails  atomic.Int32   // consecutive failed calls
+	fails  atomic.Int32   // consecutive failed connections, with no reply since
 	wg     sync.WaitGroup // tracks the pipes' goroutines
 }
 
@@ -23,7 +23,7 @@ type node struct {
 func newNode(addr string, conns int, cfg pipeConfig, stats *Stats) *node {
 	n := &node{addr: addr, stats: stats}
 	for i := 0; i < conns; i++ {
-		n.pipes = append(n.pipes, newPipe(addr, cfg))
+		n.pipes = append(n.pipes, newPipe(addr, cfg, n))
 	}
 	return n
 }
@@ -48,7 +48,10 @@ func (n *node) send(slot int, c *call) {
 	n.pipes[slot%len(n.pipes)].send(c)
 }
 
-// observe records the outcome of one call.
+// observe records the outcome of one call: a reply resets the count of
+// failures. A failed call is counted in the stats only; its connection's
+// failure reaches health through connFailed, once however many calls it
+// failed.
 func (n *node) observe(err error) {
 	if err == nil {
 		if n.fails.Load() != 0 {
@@ -57,28 +60,42 @@ func (n *node) observe(err error) {
 		return
 	}
 	n.stats.countBackendError(n.addr)
+}
+
+// connFailed counts a failed connection of one of n's pipes (connHealth).
+func (n *node) connFailed(err error) {
 	if n.health != nil {
 		n.health.failed(n.index, n, err)
 	}
 }
 
+// connRestored resets n's count of failures (connHealth).
+func (n *node) connRestored() { n.fails.Store(0) }
+
 // redial gives every pipe a new connection and waits (for at most timeout)
-// until each has it; it reports whether each has. A node that was out may
-// have died and come back while its pipes sat idle, and an idle pipe does
-// not notice that its connection is dead until a request fails on it.
+// until each has it; it reports whether each has. While a node was out,
+// its pipes may have been waiting between dials, or may hold connections
+// made while it hung or to a process that has since died: a connection
+// made after the probe answered is one the first requests can use.
 func (n *node) redial(timeout time.Duration) bool {
 	gens := make([]uint64, len(n.pipes))
 	for i, p := range n.pipes {
 		gens[i] = p.generation()
 		p.requestRedial()
 	}
-	deadline := time.Now().Add(timeout)
+	expired := time.NewTimer(timeout)
+	defer expired.Stop()
 	for i, p := range n.pipes {
-		for !p.connectedAfter(gens[i]) {
-			if time.Now().After(deadline) {
+		for {
+			ok, attached := p.connectedAfter(gens[i])
+			if ok {
+				break
+			}
+			select {
+			case <-attached:
+			case <-expired.C:
 				return false
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	return true

@@ -164,7 +164,10 @@ var replyObjectCommand = []byte("CLIENT_ERROR object keys do not support this co
 // defaultFailoverTTL is FailoverTTL's default, mcrouter's failover_exptime.
 const defaultFailoverTTL = 60 * time.Second
 
-func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
+// newObjects returns t's object path, or nil without models. hot is the
+// hot tier of the topology t replaces, to take over (see hotTierFor); nil
+// makes a new one.
+func newObjects(s *Server, t *topology, cfg Config, hot *hotTier) (*objects, error) {
 	if cfg.Loader == nil || len(cfg.Models) == 0 {
 		return nil, nil
 	}
@@ -179,9 +182,10 @@ func newObjects(s *Server, t *topology, cfg Config) (*objects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	hot, err := newHotTier(cfg.HotTier)
-	if err != nil {
-		return nil, err
+	if hot == nil {
+		if hot, err = newHotTier(cfg.HotTier); err != nil {
+			return nil, err
+		}
 	}
 	ob := &objects{
 		s:           s,
@@ -484,7 +488,7 @@ func (ob *objects) awaitFills(b *fillBatch, calls []*call, fl []*flight) {
 		f := fl[i]
 		f.cas = rep.Cas
 		if ob.hot != nil && f.row != nil {
-			ob.hot.put(b.keys[i], &hotEntry{data: f.row, cas: rep.Cas}, b.epochs[i])
+			ob.putHot(b.keys[i], &hotEntry{data: f.row, cas: rep.Cas}, b.epochs[i])
 		}
 	}
 }

@@ -135,7 +135,7 @@ func (ob *objects) classify(o *op, failed map[int32]bool) []pendingLoad {
 			if ob.hot != nil {
 				val := valueOf(ref)
 				data := append([]byte(nil), ref.c.reply.Data(val)...)
-				ob.hot.put(o.req.Keys[i], &hotEntry{flags: val.Flags, cas: val.Cas, data: data}, o.epochs[i])
+				ob.putHot(o.req.Keys[i], &hotEntry{flags: val.Flags, cas: val.Cas, data: data}, o.epochs[i])
 			}
 			continue
 		case tombstone.Negative:

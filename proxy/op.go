@@ -15,7 +15,7 @@ const (
 	opLocal   opKind = iota // answered by the proxy itself (local)
 	opSingle                // one backend call, its reply relayed as is
 	opMulti                 // a get split over nodes; values merged in key order
-	opFanout                // sent to every node; OK when all say OK
+	opFanout                // sent to every live node; OK when all say OK
 	opStats                 // the proxy's counters, read when the reply is written
 	opObjects               // a retrieval with object keys (objects_op.go)
 	opDelete                // a delete of an object key: a tombstone
@@ -221,14 +221,21 @@ func (c *conn) sendCall(o *op, j int) {
 	c.t.nodes[o.callAt[j].node].send(c.slot, cl)
 }
 
-// dispatchFanout sends flush_all or verbosity to every node.
+// dispatchFanout sends flush_all or verbosity to every live node. An
+// ejected node is left out: it would answer an error, or make the client
+// wait for the timeout. It misses no flush by it, since it is flushed
+// before it rejoins (health.probe); a verbosity it misses only leaves its
+// own logging as it was.
 func (c *conn) dispatchFanout(o *op) {
 	r := &o.req
 	o.kind = opFanout
 	if r.Command == protocol.CmdFlushAll && c.t.obj != nil {
 		c.t.obj.dispatchFlush(o) // opFlush when there is a hot tier: the replies are waited for
 	}
-	for _, n := range c.t.nodes {
+	for i, n := range c.t.nodes {
+		if !c.t.live(i) {
+			continue
+		}
 		cl := newCall(r.Command)
 		cl.req = appendForward(cl.req, r)
 		cl.noreply = r.NoReply && o.kind != opFlush

@@ -35,11 +35,15 @@ type Config struct {
 	Timeout time.Duration
 	// RetryInterval is how long requests to a backend that could not be
 	// reached fail fast before the next connection attempt, and how often
-	// an ejected backend is probed. Zero means 1s.
+	// an ejected backend is probed. After a connection that worked breaks,
+	// the attempts start at once and back off up to RetryInterval. Zero
+	// means 1s.
 	RetryInterval time.Duration
-	// ServerFailureLimit is how many consecutive failed requests eject a
-	// backend from the ring until it answers again. Zero means 2; negative
-	// means never eject.
+	// ServerFailureLimit is how many consecutive failures eject a backend
+	// from the ring until it answers again. Failures are counted per
+	// backend connection (one that cannot be made, times out, or breaks),
+	// not per request: the requests one broken connection fails count
+	// once. Zero means 2; negative means never eject.
 	ServerFailureLimit int
 	// QueueSize bounds the requests waiting for each backend connection;
 	// past it requests fail with "SERVER_ERROR backend queue full". Zero
@@ -70,6 +74,13 @@ type Config struct {
 
 	// Loader loads the rows of Models. With no Loader or no Models, every
 	// key is a plain key.
+	//
+	// The Server takes ownership of Loader once New or Reload accepts the
+	// Config: it closes the Loader, if it has a Close method (io.Closer,
+	// or Close without a result, as *loader.Loader has), when no topology
+	// uses it anymore: when the topology that a later Reload replaced is
+	// retired, or at Close. A Loader passed to Reload again stays open.
+	// When New or Reload returns an error, the caller keeps the Loader.
 	Loader Loader
 	// Models are the configured models by name: keys "Name:id" with an id
 	// that Loader accepts are objects.
@@ -157,10 +168,12 @@ type Server struct {
 	latency     [protocol.NumCommands]prometheus.Observer
 	versionLine []byte
 
-	mu       sync.Mutex // protects conns, closed and retiring, and orders draining with them
+	reloadMu sync.Mutex // serializes Reload: each topology is built from, and carries the state of, the one it replaces
+	mu       sync.Mutex // protects conns, closed, retiring and retired, and orders draining with them
 	conns    map[*conn]struct{}
 	closed   bool
-	retiring map[*topology]struct{} // replaced by Reload, closed after a grace period
+	retiring map[*topology]struct{} // replaced by Reload and not closed yet; their loaders still count
+	retired  chan struct{}          // closed once the topology retired last is closed; nil before any
 	closing  chan struct{}          // closed by Close: retire at once
 	draining atomic.Bool            // set by Shutdown; read on every batch without mu
 	wg       sync.WaitGroup         // tracks connection goroutines
@@ -185,50 +198,54 @@ func New(cfg Config) (*Server, error) {
 		closing:     make(chan struct{}),
 	}
 	s.latencyVec, s.latency = newLatency()
-	t, err := s.newTopology(cfg)
+	t, err := s.newTopology(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
+	t.ownsLoader = true
 	s.topo.Store(t)
 	return s, nil
 }
 
 // Reload makes cfg's backends, models, hot tier and backend settings take
 // effect without dropping client connections: requests that started keep
-// the old topology, new ones get the new. The old backend connections and
-// loader-side state are closed once the requests that may use them are
-// done. A cfg that cannot be used is refused and the old one keeps serving.
+// the old topology, new ones get the new. The old backend connections,
+// loader-side state and Loader are closed once the requests that may use
+// them are done (see retire). A cfg that cannot be used is refused and the
+// old one keeps serving.
 // Settings of the client side (limits, timeouts, version) need a restart.
+//
+// A backend ejected in the old topology starts ejected in the new one, by
+// address, and rejoins through a probe and a flush, as it would have
+// without the reload. When the hot tier settings and the models are
+// unchanged, the hot tier is kept, entries and all. Reloads are
+// serialized.
 func (s *Server) Reload(cfg Config) error {
 	cfg.setDefaults()
 	cfg.Logger = s.cfg.Logger
-	t, err := s.newTopology(cfg)
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.topo.Load()
+	t, err := s.newTopology(cfg, old)
 	if err != nil {
 		return err
 	}
+	carryEjections(old, t)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		t.close()
+		t.close() // t owns nothing it did not make: cfg.Loader stays the caller's, old keeps its hot tier
 		return ErrShutdown
 	}
-	old := s.topo.Swap(t)
+	handOn(old, t)
+	s.topo.Store(t)
+	t.publishEjected(s.stats)
 	s.retiring[old] = struct{}{}
+	prev, done := s.retired, make(chan struct{})
+	s.retired = done
 	s.retireWG.Add(1)
 	s.mu.Unlock()
-	grace := 2*old.cfg.Timeout + old.cfg.LoadTimeout
-	go func() {
-		defer s.retireWG.Done()
-		select {
-		case <-time.After(grace):
-		case <-s.closing:
-		}
-		old.close()
-		s.mu.Lock()
-		delete(s.retiring, old)
-		s.absorbLoader(old) // its counters stay in the stats
-		s.mu.Unlock()
-	}()
+	go s.retire(old, prev, done)
 	return nil
 }
 
@@ -359,8 +376,10 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	// Closing the nodes fails the calls that connections still wait for,
 	// so that their goroutines end now rather than at the backend timeout.
-	s.topo.Load().close()
+	// The retired topologies close first (at once, since closing is
+	// closed): the one in use may own a loader or hot tier they use too.
 	s.retireWG.Wait()
+	s.topo.Load().close()
 	s.wg.Wait()
 	return nil
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"os"
-	"reflect"
 	"sort"
 	"strconv"
 	"sync"
@@ -231,13 +230,6 @@ func (s *Server) absorbLoader(t *topology) {
 	for name, v := range t.obj.loader.Counters() {
 		s.stats.loaderBase[name] += v
 	}
-}
-
-// sameLoader reports whether a and b are the same loader; loaders of a
-// type that cannot be compared are taken to be different.
-func sameLoader(a, b Loader) bool {
-	ta := reflect.TypeOf(a)
-	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
 }
 
 func (ost *ObjectStats) snapshot() []stat {
