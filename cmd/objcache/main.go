@@ -121,9 +121,11 @@ func serveConfig(ctx context.Context, c config, reread func() (config, error), l
 	if err != nil {
 		return err
 	}
-	r := &reloader{reread: reread, started: c, idsPerQuery: idsPerQuery, loader: ld, log: log, closing: make(chan struct{})}
-	defer r.close()
+	r := &reloader{reread: reread, started: c, idsPerQuery: idsPerQuery, log: log}
 	if r.srv, err = proxy.New(proxyConfig(c, nodes, ld, log)); err != nil {
+		if ld != nil {
+			ld.Close() // the Server owns its Loader only once New succeeds
+		}
 		return err
 	}
 	ln, err := listen(c)
@@ -183,10 +185,7 @@ type reloader struct {
 	idsPerQuery prometheus.Histogram
 	log         *slog.Logger
 
-	mu      sync.Mutex     // serializes reloads; protects loader
-	loader  *loader.Loader // the loader in use; nil without models
-	wg      sync.WaitGroup // tracks retired loaders waiting to close
-	closing chan struct{}  // closed by close: retired loaders close at once
+	mu sync.Mutex // serializes reloads
 }
 
 // reload applies the current configuration, or refuses it (with a log line
@@ -218,6 +217,8 @@ func (r *reloader) apply() error {
 	if err != nil {
 		return err
 	}
+	// The Server owns ld once Reload succeeds, and closes the old loader
+	// when the topology that used it retires.
 	if err := r.srv.Reload(proxyConfig(c, nodes, ld, r.log)); err != nil {
 		if ld != nil {
 			ld.Close()
@@ -227,18 +228,6 @@ func (r *reloader) apply() error {
 	for _, key := range needRestart(r.started, c) {
 		r.log.Warn("reload: a changed setting takes effect only at a restart", "setting", key)
 	}
-	if old := r.loader; old != nil {
-		r.wg.Add(1)
-		go func() { // after the proxy has retired the topology that used it
-			defer r.wg.Done()
-			select {
-			case <-time.After(loaderGrace):
-			case <-r.closing:
-			}
-			old.Close()
-		}()
-	}
-	r.loader = ld
 	return nil
 }
 
@@ -273,10 +262,6 @@ func needRestart(running, next config) []string {
 	return keys
 }
 
-// loaderGrace outlasts the proxy's retirement of a reloaded topology (two
-// backend timeouts and a load timeout, at their defaults).
-const loaderGrace = 10 * time.Second
-
 // onSIGHUP reloads on every SIGHUP until ctx is done or the returned stop
 // is called.
 func (r *reloader) onSIGHUP(ctx context.Context) (stop func()) {
@@ -299,17 +284,6 @@ func (r *reloader) onSIGHUP(ctx context.Context) (stop func()) {
 		signal.Stop(hup)
 		close(done)
 	}
-}
-
-// close closes the loader in use and the retired ones.
-func (r *reloader) close() {
-	r.mu.Lock()
-	close(r.closing)
-	if r.loader != nil {
-		r.loader.Close()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
 }
 
 // listen opens the client listener.
