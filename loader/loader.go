@@ -352,8 +352,8 @@ func unavailable(err error) bool {
 	return false
 }
 
-// Stats are the Loader's counters since New (or the last ResetCounters),
-// and whether it fails Loads at once.
+// Stats are the Loader's counters since New, which only grow, and whether
+// it fails Loads at once.
 type Stats struct {
 	Loads        uint64 // Load calls with at least one id
 	IDs          uint64 // ids asked for by Loads, duplicates included
@@ -376,25 +376,6 @@ type counters struct {
 	loads, ids, coalesced, batches, queries, idsQueried atomic.Uint64
 	rows, errors, unavailable, canceled                 atomic.Uint64
 	abandoned, fastFailures, overloaded                 atomic.Uint64
-}
-
-// all returns every counter, for ResetCounters.
-func (c *counters) all() []*atomic.Uint64 {
-	return []*atomic.Uint64{
-		&c.loads, &c.ids, &c.coalesced, &c.batches, &c.queries, &c.idsQueried,
-		&c.rows, &c.errors, &c.unavailable, &c.canceled,
-		&c.abandoned, &c.fastFailures, &c.overloaded,
-	}
-}
-
-// ResetCounters zeroes every counter of Stats, as memcached's "stats reset"
-// zeroes its own; Stats.Down is a state, not a counter, and stays. Each
-// counter is zeroed on its own, so a Load running meanwhile may be counted
-// in some of them and not in others.
-func (l *Loader) ResetCounters() {
-	for _, c := range l.stats.all() {
-		c.Store(0)
-	}
 }
 
 // Stats returns a snapshot of the counters.

@@ -47,7 +47,8 @@ func (l *Loader) Unavailable(err error) bool {
 }
 
 // Counters returns the counters of Stats by the names the proxy's stats
-// command lists. Each only grows, until ResetCounters: the map holds no
+// command lists. Each only grows (the proxy's "stats reset" keeps offsets
+// of its own, so that Prometheus counters never go back): the map holds no
 // states (Stats.Down) and no ratios; ids per query is db_ids_queried over
 // db_queries.
 func (l *Loader) Counters() map[string]uint64 {
