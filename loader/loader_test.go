@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/objcache/objcache/internal/testsupport"
 )
 
 func TestLoadReturnsWhatRowToJSONGives(t *testing.T) {
@@ -418,10 +420,10 @@ func TestNewWarnsWhenTheKeyMayNotBeUnique(t *testing.T) {
 		{"a_view", "id", true},
 	} {
 		t.Run(tc.table, func(t *testing.T) {
-			var logs logBuffer
+			var logs testsupport.LogBuffer
 			newLoader(t, db.dsn, Config{
 				Models: []Model{{Name: "M", Table: tc.table, Key: tc.key}},
-				Logger: logs.logger(),
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 			})
 			warned := strings.Contains(logs.String(), "level=WARN") &&
 				strings.Contains(logs.String(), "no unique index") &&

@@ -232,29 +232,11 @@ func TestAnSQLErrorIsNotReportedAsTheDatabaseBeingDown(t *testing.T) {
 	c.Expect("SERVER_ERROR database error\r\nSERVER_ERROR database error\r\n")
 }
 
-// lockedBuffer is an io.Writer for a logger that several goroutines use.
-type lockedBuffer struct {
-	mu  sync.Mutex // protects buf
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestFailedLoadsAreLoggedAtMostOncePerSecondPerModel: a database that
 // fails every load does not flood the log; the next line says how many it
 // held back.
 func TestFailedLoadsAreLoggedAtMostOncePerSecondPerModel(t *testing.T) {
-	var log lockedBuffer
+	var log testsupport.LogBuffer
 	e := startObjectEnv(t, testsupport.SharedPostgres(t), func(c *proxy.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	})

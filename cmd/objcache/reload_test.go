@@ -181,7 +181,7 @@ func TestReloadWarnsOfSettingsThatNeedARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := new(syncBuffer)
+	logs := new(testsupport.LogBuffer)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

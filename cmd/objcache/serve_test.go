@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/objcache/objcache/internal/testsupport"
@@ -23,7 +21,7 @@ type objcacheFromFile struct {
 	dsn  string                 // the database
 	head string                 // the file's first lines: listen, backends, postgres
 	mc   *testsupport.Memcached // the one backend
-	logs *syncBuffer
+	logs *testsupport.LogBuffer
 }
 
 // startFromFile starts objcache with the config file head + body (body
@@ -41,7 +39,7 @@ func startFromFile(t *testing.T, body string) *objcacheFromFile {
 		path: filepath.Join(t.TempDir(), "objcache.yaml"),
 		dsn:  dsn,
 		mc:   m,
-		logs: new(syncBuffer),
+		logs: new(testsupport.LogBuffer),
 	}
 	o.head = fmt.Sprintf("listen: %s\nbackends: [%s]\npostgres: %q\n", o.addr, m.Addr, dsn)
 	o.write(t, body)
@@ -82,22 +80,4 @@ func stats(c *testsupport.Conn) map[string]string {
 		}
 	}
 	return st
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use, for logs.
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
