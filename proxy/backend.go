@@ -456,7 +456,7 @@ func (p *pipe) attach(conn net.Conn) chan *call {
 // it.
 func (p *pipe) serve(conn net.Conn, inflight chan *call) (answered, worked bool, err error) {
 	start := time.Now()
-	dr := &deadlineReader{conn: conn, timeout: p.cfg.timeout}
+	dr := &deadlineReader{conn: conn, lazyDeadline: lazyDeadline{timeout: p.cfg.timeout}}
 	br := bufio.NewReaderSize(dr, 64<<10)
 	for err == nil {
 		select {
@@ -544,22 +544,39 @@ func (p *pipe) close() {
 	p.mu.Unlock()
 }
 
-// deadlineReader keeps a read deadline on the backend connection so that a
-// backend that stops answering fails its calls. Moving a deadline costs a
-// runtime timer update, too much to pay on every read of a busy connection,
-// so the deadline is moved forward only once a quarter of the timeout has
-// passed: a read that waits fails after between 3/4 and all of the timeout.
-// A timeout while no call is in flight is not a failure (see awaitReply).
-type deadlineReader struct {
-	conn    net.Conn
+// lazyDeadline says when to move a connection's deadline forward. Moving
+// one costs a runtime timer update, too much to pay on every read or write
+// of a busy connection, so it moves only once a quarter of the timeout has
+// passed: an operation that waits fails after between 3/4 and all of the
+// timeout.
+type lazyDeadline struct {
 	timeout time.Duration
 	set     time.Time // when the deadline was last moved
 }
 
+// next returns the deadline to set before an operation, and false when the
+// one set last still stands.
+func (d *lazyDeadline) next() (time.Time, bool) {
+	now := time.Now()
+	if now.Sub(d.set) <= d.timeout/4 {
+		return time.Time{}, false
+	}
+	d.set = now
+	return now.Add(d.timeout), true
+}
+
+// deadlineReader keeps a read deadline on a connection: on a backend
+// connection, so that a backend that stops answering fails its calls (a
+// timeout while no call is in flight is not a failure, see awaitReply); on
+// a client connection, the idle timeout.
+type deadlineReader struct {
+	conn net.Conn
+	lazyDeadline
+}
+
 func (d *deadlineReader) Read(b []byte) (int, error) {
-	if now := time.Now(); now.Sub(d.set) > d.timeout/4 {
-		_ = d.conn.SetReadDeadline(now.Add(d.timeout))
-		d.set = now
+	if t, ok := d.next(); ok {
+		_ = d.conn.SetReadDeadline(t)
 	}
 	return d.conn.Read(b)
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
-	"time"
 
 	"github.com/objcache/objcache/protocol"
 )
@@ -43,12 +42,12 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 	c := &conn{
 		s:    s,
 		nc:   nc,
-		bw:   bufio.NewWriterSize(&deadlineWriter{conn: nc, timeout: s.cfg.WriteTimeout}, 16<<10),
+		bw:   bufio.NewWriterSize(&deadlineWriter{conn: nc, lazyDeadline: lazyDeadline{timeout: s.cfg.WriteTimeout}}, 16<<10),
 		slot: int(id % uint64(s.cfg.BackendConnections)),
 	}
 	var r io.Reader = nc
 	if s.cfg.IdleTimeout > 0 {
-		r = &deadlineReader{conn: nc, timeout: s.cfg.IdleTimeout}
+		r = &deadlineReader{conn: nc, lazyDeadline: lazyDeadline{timeout: s.cfg.IdleTimeout}}
 	}
 	c.br = bufio.NewReaderSize(activityReader{r: r, idle: &c.idle}, 16<<10)
 	c.parser = protocol.NewParser(c.br)
@@ -74,19 +73,15 @@ func (a activityReader) Read(p []byte) (int, error) {
 
 // deadlineWriter keeps a write deadline on a client connection, so that a
 // client that stops reading is disconnected instead of pinning its replies
-// in memory. Like deadlineReader it moves the deadline only once a quarter
-// of the timeout has passed: a write that blocks fails after between 3/4
-// and all of the timeout.
+// in memory.
 type deadlineWriter struct {
-	conn    net.Conn
-	timeout time.Duration
-	set     time.Time // when the deadline was last moved
+	conn net.Conn
+	lazyDeadline
 }
 
 func (d *deadlineWriter) Write(b []byte) (int, error) {
-	if now := time.Now(); now.Sub(d.set) > d.timeout/4 {
-		_ = d.conn.SetWriteDeadline(now.Add(d.timeout))
-		d.set = now
+	if t, ok := d.next(); ok {
+		_ = d.conn.SetWriteDeadline(t)
 	}
 	return d.conn.Write(b)
 }
