@@ -24,13 +24,7 @@ import (
 func TestReloadBySIGHUPAndPOST(t *testing.T) {
 	a := testsupport.StartMemcached(t)
 	b := testsupport.StartMemcached(t)
-	listen := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
-	path := filepath.Join(t.TempDir(), "objcache.yaml")
-	write := func(body string) {
-		if err := os.WriteFile(path, []byte("listen: "+listen+"\n"+body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	listen, path, write := configFile(t, "")
 	write("backends: [" + a.Addr + "]\n")
 	c, err := loadConfig(path)
 	if err != nil {
@@ -125,13 +119,7 @@ func TestReloadAddsAModel(t *testing.T) {
 	if _, err := conn.Exec(context.Background(), "CREATE TABLE users (id bigint PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'ada')"); err != nil {
 		t.Fatal(err)
 	}
-	listen := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
-	path := filepath.Join(t.TempDir(), "objcache.yaml")
-	write := func(body string) {
-		if err := os.WriteFile(path, []byte("listen: "+listen+"\nbackends: ["+m.Addr+"]\n"+body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	listen, path, write := configFile(t, "backends: ["+m.Addr+"]\n")
 	write("")
 	c, err := loadConfig(path)
 	if err != nil {
@@ -169,13 +157,7 @@ func TestReloadAddsAModel(t *testing.T) {
 func TestReloadWarnsOfSettingsThatNeedARestart(t *testing.T) {
 	a := testsupport.StartMemcached(t)
 	b := testsupport.StartMemcached(t)
-	listen := fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
-	path := filepath.Join(t.TempDir(), "objcache.yaml")
-	write := func(body string) {
-		if err := os.WriteFile(path, []byte("listen: "+listen+"\n"+body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	listen, path, write := configFile(t, "")
 	write("backends: [" + a.Addr + "]\nmax_connections: 100\n")
 	c, err := loadConfig(path)
 	if err != nil {
@@ -210,5 +192,18 @@ func TestReloadWarnsOfSettingsThatNeedARestart(t *testing.T) {
 	}
 	if len(warned) != 3 {
 		t.Errorf("%d warnings, want 3 (backends reload without a restart):\n%s", len(warned), strings.Join(warned, "\n"))
+	}
+}
+
+// configFile returns a free listen address and the path of a config file
+// for it, and write, which replaces the file's body after its listen line
+// and head.
+func configFile(t *testing.T, head string) (listen, path string, write func(body string)) {
+	listen = fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t))
+	path = filepath.Join(t.TempDir(), "objcache.yaml")
+	return listen, path, func(body string) {
+		if err := os.WriteFile(path, []byte("listen: "+listen+"\n"+head+body), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
