@@ -3,7 +3,7 @@
 # several sizes (BENCHMARKS.md, "Memory under sustained load").
 #
 # Needs `make run` going (its memcached nodes on :11211/:11212, PostgreSQL on
-# :55432). Grows make run's users table to $ROWS rows (more than any tier
+# :15432). Grows make run's users table to $ROWS rows (more than any tier
 # below holds, so the bound is what holds the tier), then for each size in
 # $SIZES starts an objcache on 127.0.0.1:$PORT with make run's config but
 # hot_tier: {max_bytes: SIZE, ttl: 60s}, drives it with
@@ -58,14 +58,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-"$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p 55432 -U app app -v rows="$ROWS" <<'SQL'
+"$PSQL" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p 15432 -U app app -v rows="$ROWS" <<'SQL'
 INSERT INTO users (id, name, email, active, created_at, score)
 SELECT i, 'user ' || i, 'user' || i || '@example.com', true, now(), i % 1000
 FROM generate_series(1, :rows) AS i
 ON CONFLICT (id) DO NOTHING;
 ANALYZE users;
 SQL
-echo "# bench-memory $(date -u '+%Y-%m-%d %H:%M UTC'): users has $("$PSQL" -X -At -h 127.0.0.1 -p 55432 -U app app -c 'SELECT count(*) FROM users') rows; server env: ${SERVER_ENV:-(none)}"
+echo "# bench-memory $(date -u '+%Y-%m-%d %H:%M UTC'): users has $("$PSQL" -X -At -h 127.0.0.1 -p 15432 -U app app -c 'SELECT count(*) FROM users') rows; server env: ${SERVER_ENV:-(none)}"
 
 stats() { # the hot tier's counters, from the stats command
 	python3 - "$PORT" <<'PY'

@@ -6,8 +6,8 @@ import sys
 import time
 
 # Ports the benchmarks never take: make run's (memcached 11211/11212,
-# objcache 11311, PostgreSQL 55432) and PostgreSQL's default.
-AVOID = {11211, 11212, 11311, 55432, 5432}
+# objcache 11311, PostgreSQL 15432) and PostgreSQL's default.
+AVOID = {11211, 11212, 11311, 15432, 5432}
 
 
 def free_ports(n):

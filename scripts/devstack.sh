@@ -3,7 +3,7 @@
 # (`make run`).
 #
 # Starts two memcached nodes (127.0.0.1:11211, :11212), a PostgreSQL cluster
-# (127.0.0.1:55432, database "app", a seeded "users" table of 100000 rows),
+# (127.0.0.1:15432, database "app", a seeded "users" table of 100000 rows),
 # writes a config in DESIGN.md's shape and runs `objcache serve --config FILE`
 # on 127.0.0.1:11311 in the foreground. Ctrl-C (SIGINT), SIGTERM or objcache
 # exiting stops everything and removes the scratch directory.
@@ -21,7 +21,9 @@ cd "$(dirname "$0")/.."
 OBJCACHE_BIN=${OBJCACHE_BIN:-bin/objcache}
 LISTEN_PORT=11311
 MC_PORTS=(11211 11212)
-PG_PORT=55432
+# Below the kernel's ephemeral port range (32768-60999 on Linux), so that no
+# outgoing connection of this host can hold the port when PostgreSQL binds it.
+PG_PORT=15432
 ROWS=100000
 
 die() { echo "devstack: $*" >&2; exit 1; }
