@@ -88,7 +88,7 @@ func (db *testDB) itemsTable(t testing.TB, n int) {
 
 func itemJSON(id int) string { return fmt.Sprintf(`{"id":%d,"v":"v%d"}`, id, id) }
 
-var itemModel = Model{Name: "Item", Table: "items", Key: "id", TTL: time.Minute, NegativeTTL: time.Second}
+var itemModel = Model{Name: "Item", Table: "items", Key: "id"}
 
 // newLoader makes a Loader on db for cfg's models (Item when none), closed
 // when the test ends.

@@ -64,12 +64,10 @@ var (
 // Model maps a name to a table. Name, Table and Key come from the
 // configuration; KeyType is filled in by New from the catalog.
 type Model struct {
-	Name        string        // "User": keys "User:<id>"; no ':' and no spaces
-	Table       string        // "users" or "schema.table"; each part is one identifier, case-sensitive
-	Key         string        // the key column, case-sensitive
-	TTL         time.Duration // how long a row is cached (used by the proxy, carried here)
-	NegativeTTL time.Duration // how long a missing row is remembered (proxy)
-	KeyType     KeyType       // filled in by New from the catalog
+	Name    string  // "User": keys "User:<id>"; no ':' and no spaces
+	Table   string  // "users" or "schema.table"; each part is one identifier, case-sensitive
+	Key     string  // the key column, case-sensitive
+	KeyType KeyType // filled in by New from the catalog
 }
 
 // Config configures a Loader. The zero value of each limit is a documented
