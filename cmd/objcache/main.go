@@ -19,11 +19,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -121,7 +124,7 @@ func serveConfig(ctx context.Context, c config, reread func() (config, error), l
 	if err != nil {
 		return err
 	}
-	r := &reloader{reread: reread, started: c, idsPerQuery: idsPerQuery, log: log}
+	r := &reloader{reread: reread, started: c, idsPerQuery: idsPerQuery, log: log, loader: ld, built: loaderConfig(c, nil)}
 	if r.srv, err = proxy.New(proxyConfig(c, nodes, ld, log)); err != nil {
 		if ld != nil {
 			ld.Close() // the Server owns its Loader only once New succeeds
@@ -185,7 +188,9 @@ type reloader struct {
 	idsPerQuery prometheus.Histogram
 	log         *slog.Logger
 
-	mu sync.Mutex // serializes reloads
+	mu     sync.Mutex     // serializes reloads; protects loader and built
+	loader *loader.Loader // the loader in use (nil without models); the Server owns it
+	built  loader.Config  // what loader was built from (loaderConfig without a logger)
 }
 
 // reload applies the current configuration, or refuses it (with a log line
@@ -211,24 +216,35 @@ func (r *reloader) apply() error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ld, err := newLoader(ctx, c, r.log, r.idsPerQuery)
+	ld, fresh, err := r.loaderFor(c)
 	if err != nil {
 		return err
 	}
 	// The Server owns ld once Reload succeeds, and closes the old loader
-	// when the topology that used it retires.
+	// when the topology that used it retires, unless ld is that loader.
 	if err := r.srv.Reload(proxyConfig(c, nodes, ld, r.log)); err != nil {
-		if ld != nil {
+		if fresh && ld != nil {
 			ld.Close()
 		}
 		return err
 	}
+	r.loader, r.built = ld, loaderConfig(c, nil)
 	for _, key := range needRestart(r.started, c) {
 		r.log.Warn("reload: a changed setting takes effect only at a restart", "setting", key)
 	}
 	return nil
+}
+
+// loaderFor returns the loader for c: the one in use when c asks for the
+// same database, limits and models (tables and keys), so that a reload
+// that changes only backends or ttls neither reconnects nor needs the
+// database to be up; a new one otherwise (fresh).
+func (r *reloader) loaderFor(c config) (ld *loader.Loader, fresh bool, err error) {
+	if reflect.DeepEqual(loaderConfig(c, nil), r.built) {
+		return r.loader, false, nil
+	}
+	ld, err = newLoader(context.Background(), c, r.log, r.idsPerQuery)
+	return ld, true, err
 }
 
 // restartOnly are the settings that a reload cannot apply, with a way to
@@ -380,8 +396,9 @@ func loaderConfig(c config, log *slog.Logger) loader.Config {
 		MaxBatch:     db.MaxBatch,
 		Logger:       log,
 	}
-	for name, m := range c.Models {
-		lc.Models = append(lc.Models, loader.Model{Name: name, Table: m.Table, Key: m.Key, TTL: m.ttl(), NegativeTTL: m.negativeTTL()})
+	for _, name := range slices.Sorted(maps.Keys(c.Models)) {
+		m := c.Models[name]
+		lc.Models = append(lc.Models, loader.Model{Name: name, Table: m.Table, Key: m.Key})
 	}
 	return lc
 }

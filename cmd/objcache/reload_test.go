@@ -207,3 +207,54 @@ func configFile(t *testing.T, head string) (listen, path string, write func(body
 		}
 	}
 }
+
+// TestReloadOfBackendsWorksWhileTheDatabaseIsDown: a reload that keeps the
+// database, its limits and the models keeps the loader, so it neither
+// reconnects nor needs PostgreSQL: a memcached node can be replaced during
+// a database outage.
+func TestReloadOfBackendsWorksWhileTheDatabaseIsDown(t *testing.T) {
+	a := testsupport.StartMemcached(t)
+	b := testsupport.StartMemcached(t)
+	pg := testsupport.StartPostgres(t)
+	dsn := pg.NewDatabase(t)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(context.Background(), "CREATE TABLE users (id bigint PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'ada')"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+	models := "postgres: \"" + dsn + "\"\nmodels:\n  User: {table: users, key: id, ttl: 1m, negative_ttl: 1m}\n"
+	listen, path, write := configFile(t, models)
+	write("backends: [" + a.Addr + "]\n")
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(path) }, log) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	mc := dialEventually(t, listen)
+	mc.Send("get User:1\r\n")
+	mc.Expect("VALUE User:1 0 21\r\n{\"id\":1,\"name\":\"ada\"}\r\nEND\r\n")
+
+	pg.Stop(t)
+	write("backends: [" + a.Addr + ", " + b.Addr + "]\n")
+	if resp, body := post(t, "http://"+listen+"/reload"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /reload with the database down = %d %q, want 200", resp.StatusCode, body)
+	}
+	mc.Send("stats\r\n")
+	found := false
+	for line := mc.ReadLine(); line != "END"; line = mc.ReadLine() {
+		found = found || line == "STAT backends 2"
+	}
+	if !found {
+		t.Error("after the reload, stats does not say STAT backends 2")
+	}
+}
