@@ -23,7 +23,7 @@ var statsCounters = map[string]bool{
 	"get_hits": true, "get_misses": true, "delete_hits": true, "delete_misses": true,
 	"hot_hits": true, "hot_misses": true, "node_hits": true, "node_misses": true, "negative_hits": true,
 	"loads": true, "load_joined": true, "load_errors": true,
-	"fills_stored": true, "fills_refused": true, "fills_skipped": true, "tombstones": true, "backend_errors": true,
+	"fills_stored": true, "fills_refused": true, "fills_failed": true, "fills_skipped": true, "tombstones": true, "backend_errors": true,
 	"db_loads": true, "db_ids": true, "db_coalesced": true, "db_batches": true, "db_queries": true,
 	"db_ids_queried": true, "db_rows": true, "db_errors": true, "db_unavailable": true,
 	"db_canceled": true, "db_abandoned": true, "db_fast_failures": true, "db_overloaded": true,
