@@ -89,7 +89,7 @@ const (
 	defaultTombstoneTTL = 10 * time.Second // proxy.Config.TombstoneTTL
 	defaultTimeout      = time.Second      // proxy.Config.Timeout
 	defaultLoadTimeout  = 5 * time.Second  // proxy.Config.LoadTimeout
-	defaultQueryTimeout = 2 * time.Second  // loader.Config.QueryTimeout
+	defaultQueryTimeout = 2 * time.Second  // loader.Config.QueryTimeout, for --help
 )
 
 // ttl is how long the model's rows stay on their node.
@@ -243,17 +243,17 @@ func (c *config) validateDurations() error {
 }
 
 // validateTombstoneTTL checks that a tombstone outlives every fill that may
-// have read the database before the delete wrote it: the fill's load (at
-// most the longer of query_timeout and load_timeout) and then its store
-// (timeout). proxy.New holds the proxy's side of the same rule.
+// have read the database before the delete wrote it: the fill's load,
+// which the proxy gives up on after load_timeout whatever query_timeout
+// is, and then its store (timeout). proxy.New holds the same rule; this
+// check names the config keys.
 func (c *config) validateTombstoneTTL() error {
 	tomb := c.TombstoneTTL.or(defaultTombstoneTTL)
-	query := c.Database.QueryTimeout.or(defaultQueryTimeout)
 	load := c.Database.LoadTimeout.or(defaultLoadTimeout)
 	timeout := c.Timeout.or(defaultTimeout)
-	if fill := max(query, load) + timeout; tomb <= fill {
-		return fmt.Errorf("config: tombstone_ttl %v must be longer than a fill can take, the longer of database.query_timeout (%v) and database.load_timeout (%v) plus timeout (%v): %v; a fill that read the database before a delete could store its old row after the tombstone expired",
-			tomb, query, load, timeout, fill)
+	if fill := load + timeout; tomb <= fill {
+		return fmt.Errorf("config: tombstone_ttl %v must be longer than a fill can take, database.load_timeout (%v) plus timeout (%v): %v; a fill that read the database before a delete could store its old row after the tombstone expired",
+			tomb, load, timeout, fill)
 	}
 	return nil
 }

@@ -341,8 +341,8 @@ func TestTTLsBelowASecondAreRefusedNamingTheModel(t *testing.T) {
 		{"ttl 0", config{Backends: ok, Models: map[string]model{"User": {Table: "users", Key: "id", TTL: d(0)}}}, []string{"User", "ttl", "1s"}},
 		{"ttl 500ms", config{Backends: ok, Models: map[string]model{"Post": {Table: "posts", Key: "id", TTL: d(500 * time.Millisecond)}}}, []string{"Post", "ttl", "500ms"}},
 		{"negative_ttl 0", config{Backends: ok, Models: map[string]model{"User": {Table: "users", Key: "id", NegativeTTL: d(0)}}}, []string{"User", "negative_ttl"}},
-		{"tombstone_ttl within the query timeout", config{Backends: ok, TombstoneTTL: duration(2 * time.Second), Models: map[string]model{"User": {}}},
-			[]string{"tombstone_ttl", "database.query_timeout"}},
+		{"tombstone_ttl within the default load and backend timeouts", config{Backends: ok, TombstoneTTL: duration(2 * time.Second), Models: map[string]model{"User": {}}},
+			[]string{"tombstone_ttl 2s", "database.load_timeout (5s)", "timeout (1s)"}},
 		{"tombstone_ttl within the backend timeout", config{Backends: ok, TombstoneTTL: duration(6 * time.Second), Timeout: duration(6 * time.Second), Models: map[string]model{"User": {}}},
 			[]string{"tombstone_ttl", "timeout"}},
 		{"tombstone_ttl within the load timeout", config{Backends: ok, Database: databaseConfig{LoadTimeout: duration(20 * time.Second)}, Models: map[string]model{"User": {}}},
@@ -365,6 +365,13 @@ func TestTTLsBelowASecondAreRefusedNamingTheModel(t *testing.T) {
 	c.TombstoneTTL = duration(7 * time.Second)
 	if _, err := c.validate(); err != nil {
 		t.Errorf("validate() of a 1s ttl and a 7s tombstone_ttl = %v, want nil", err)
+	}
+	// The proxy gives up on a load after load_timeout, so a longer
+	// query_timeout does not make a fill land later.
+	c = config{Backends: ok, TombstoneTTL: duration(5 * time.Second), Models: map[string]model{"User": {}},
+		Database: databaseConfig{QueryTimeout: duration(10 * time.Second), LoadTimeout: duration(time.Second)}}
+	if _, err := c.validate(); err != nil {
+		t.Errorf("validate() of a 5s tombstone_ttl, 1s load_timeout and 10s query_timeout = %v, want nil", err)
 	}
 }
 
