@@ -83,7 +83,7 @@ func (b *batcher) join(ids []ID) (perID, distinct []*batch, err error) {
 	coalesced := 0
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.admit(); err != nil {
+	if err := b.admit(ids); err != nil {
 		return nil, nil, err
 	}
 	for i, id := range ids {
@@ -104,17 +104,25 @@ func (b *batcher) join(ids []ID) (perID, distinct []*batch, err error) {
 	return perID, distinct, nil
 }
 
-// admit refuses a Load after close, or when MaxQueued full batches wait for
-// a query slot already. b.mu must be held.
-func (b *batcher) admit() error {
+// admit refuses a Load after close, or, when MaxQueued full batches wait
+// for a query slot already, one that would add an id to a batch: a Load
+// whose ids are all in batches already joins them, which costs no query.
+// b.mu must be held.
+func (b *batcher) admit(ids []ID) error {
 	if b.closed {
 		return ErrClosed
 	}
-	if n := len(b.ready); n >= b.l.cfg.MaxQueued {
+	if n := len(b.ready); n >= b.l.cfg.MaxQueued && slices.ContainsFunc(ids, b.unbatched) {
 		b.l.stats.overloaded.Add(1)
 		return fmt.Errorf("%w: load %s: %d full batches wait for a query slot", ErrOverloaded, b.m.Name, n)
 	}
 	return nil
+}
+
+// unbatched reports whether id is in no untaken batch. b.mu must be held.
+func (b *batcher) unbatched(id ID) bool {
+	_, ok := b.calls[id]
+	return !ok
 }
 
 // add puts id into the open batch, opening one if needed, and moves the

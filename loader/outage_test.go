@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -237,20 +238,29 @@ func TestLoadsPastMaxQueuedFailAtOnce(t *testing.T) {
 		done <- errs
 	}()
 	waitFor(t, "4 more batches are queued", func() bool { return l.Stats().IDs == 1+50 })
-	for _, id := range []string{"51", "11"} { // a new id, and one in a queued batch
+	for _, id := range []string{"51", "11 51"} { // a new id; one in a queued batch with a new one
 		start := time.Now()
-		_, err := load(l, m, ids(t, m, id))
+		_, err := load(l, m, ids(t, m, strings.Fields(id)...))
 		if d := time.Since(start); !errors.Is(err, ErrOverloaded) || errors.Is(err, ErrUnavailable) || d > 50*time.Millisecond {
 			t.Errorf("Load of %s past MaxQueued: %v after %v; want ErrOverloaded (and not ErrUnavailable) at once", id, err, d)
 		}
 	}
+	joined := make(chan error, 1) // ids all in queued batches join them: no query more
+	go func() {
+		_, err := load(l, m, ids(t, m, "11", "45"))
+		joined <- err
+	}()
+	waitFor(t, "the Load of queued ids joins their batches", func() bool { return l.Stats().Coalesced == 2 })
 	unlock()
 	for i, err := range append(<-done, <-done...) {
 		if err != nil {
 			t.Errorf("Load %d: %v", i, err)
 		}
 	}
-	if st := l.Stats(); st.Overloaded != 2 || st.Errors != 0 {
-		t.Errorf("stats %+v; want 2 Loads overloaded and no batch failed", st)
+	if err := <-joined; err != nil {
+		t.Errorf("Load of ids in queued batches: %v", err)
+	}
+	if st := l.Stats(); st.Overloaded != 2 || st.Errors != 0 || st.Queries != 1+5 {
+		t.Errorf("stats %+v; want 2 Loads overloaded, no batch failed and 6 queries", st)
 	}
 }
