@@ -75,24 +75,33 @@ func (p RampPlan) Rate(i int) float64 { return p.Start + float64(i)*p.Step }
 // harness sent its requests too late (see RampPlan), and if it did not
 // hold, why.
 func (p RampPlan) holds(res *Result) (held, harnessLimited bool, why string) {
+	s := p.judge(res)
+	return s.Held, s.HarnessLimited, s.Why
+}
+
+// judge returns the step of res, Rate and Result aside: whether the target
+// kept the objective, whether the harness sent on time, and why not.
+func (p RampPlan) judge(res *Result) Step {
+	var s Step
 	maxFail := p.MaxFailureRate
 	if maxFail == 0 {
 		maxFail = 0.001
 	}
-	lag := time.Duration(lagP99(res)) * time.Microsecond
-	harnessLimited = float64(lag) > HarnessLagShare*float64(p.SLO)
 	switch p99 := res.Percentile(99); {
 	case p99 > p.SLO:
-		why = fmt.Sprintf("p99 %v > %v", p99, p.SLO)
+		s.Why = fmt.Sprintf("p99 %v > %v", p99, p.SLO)
 	case res.FailureRate() > maxFail:
-		why = fmt.Sprintf("errors and timeouts %.3g%% > %.3g%%", 100*res.FailureRate(), 100*maxFail)
+		s.Why = fmt.Sprintf("errors and timeouts %.3g%% > %.3g%%", 100*res.FailureRate(), 100*maxFail)
 	case res.OpsPerSec() < minAchieved*res.Rate:
-		why = fmt.Sprintf("completed %.0f req/s < %.0f%% of %.0f", res.OpsPerSec(), 100*minAchieved, res.Rate)
+		s.Why = fmt.Sprintf("completed %.0f req/s < %.0f%% of %.0f", res.OpsPerSec(), 100*minAchieved, res.Rate)
 	}
-	if harnessLimited {
-		why = strings.TrimPrefix(why+"; ", "; ") + fmt.Sprintf("harness-limited: send lag p99 %v > %.0f%% of the objective", lag, 100*HarnessLagShare)
+	s.targetMissed = s.Why != ""
+	lag := time.Duration(lagP99(res)) * time.Microsecond
+	if s.HarnessLimited = float64(lag) > HarnessLagShare*float64(p.SLO); s.HarnessLimited {
+		s.Why = strings.TrimPrefix(s.Why+"; ", "; ") + fmt.Sprintf("harness-limited: send lag p99 %v > %.0f%% of the objective", lag, 100*HarnessLagShare)
 	}
-	return why == "", harnessLimited, why
+	s.Held = s.Why == ""
+	return s
 }
 
 // Step is one step of a ramp.
@@ -105,13 +114,13 @@ type Step struct {
 	// HarnessLimited is set when the harness could not send the step's
 	// requests on time (see RampPlan); such a step does not hold.
 	HarnessLimited bool
+
+	targetMissed bool // the target itself missed the objective
 }
 
 // onlyHarnessLimited reports whether the harness's lateness is all that
 // kept s from holding.
-func (s *Step) onlyHarnessLimited() bool {
-	return s.HarnessLimited && strings.HasPrefix(s.Why, "harness-limited")
-}
+func (s *Step) onlyHarnessLimited() bool { return s.HarnessLimited && !s.targetMissed }
 
 // RampResult is the outcome of a ramp. Nothing modifies it once Ramp has
 // returned it, and its methods only read it, so it is safe for concurrent
@@ -183,9 +192,10 @@ func ramp(ctx context.Context, plan RampPlan, step stepFunc) (*RampResult, error
 			}
 			return rr, err
 		}
-		held, limited, why := plan.holds(res)
-		rr.Steps = append(rr.Steps, Step{Rate: rate, Result: res, Held: held, Why: why, HarnessLimited: limited})
-		if !held {
+		st := plan.judge(res)
+		st.Rate, st.Result = rate, res
+		rr.Steps = append(rr.Steps, st)
+		if !st.Held {
 			break
 		}
 		rr.Held = rate
