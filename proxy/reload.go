@@ -48,22 +48,6 @@ func (t *topology) publishEjected(stats *Stats) {
 	t.health.publish()
 }
 
-// handOn passes what old owns and t uses too on to t, which replaces old:
-// t owns its Loader from now on, and old no longer does if it is the same;
-// t owns old's hot tier if it took it over. Only the newest topology using
-// a Loader or hot tier closes it, and since topologies are closed in the
-// order they were replaced (see retire), that is after every older one
-// that used it.
-func handOn(old, t *topology) {
-	t.ownsLoader = true
-	if sameLoader(old.cfg.Loader, t.cfg.Loader) {
-		old.ownsLoader = false
-	}
-	if t.obj != nil && old.obj != nil && t.obj.hot != nil && t.obj.hot == old.obj.hot {
-		t.ownsHot, old.ownsHot = true, false
-	}
-}
-
 // hotTierFor returns the hot tier that a topology of cfg replacing t takes
 // over: t's, when cfg's hot tier settings and models are t's, so that a
 // reload keeps the hot entries (and one tier's memory, not two, lives
@@ -71,7 +55,7 @@ func handOn(old, t *topology) {
 // another Loader (a new database, say) are served from the tier until its
 // TTL, as they are from the nodes until theirs.
 func (t *topology) hotTierFor(cfg Config) *hotTier {
-	if t == nil || t.obj == nil || t.obj.hot == nil {
+	if t == nil || t.hotTier() == nil {
 		return nil
 	}
 	if cfg.HotTier != t.cfg.HotTier || !maps.Equal(cfg.Models, t.cfg.Models) {
@@ -135,22 +119,31 @@ func closeLoader(l Loader, log *slog.Logger) {
 // load within LoadTimeout, and the fill after the load within another
 // backend timeout. Close cuts the wait short.
 //
-// old is closed only after the topology retired before it (prev closed):
-// a topology hands its Loader and hot tier on to the next one when that
-// uses them too (handOn), so the newest one to use them, which closes
-// them, must close after the older ones that use them.
+// The hot tier and Loader of old are closed only if no topology still in
+// use (the current one, or a newer one that retires) uses them too: a
+// reload may keep them, or pass back a Loader that an earlier one
+// replaced. Topologies retire one after another, in the order they were
+// replaced (old waits for prev), so of those sharing one, the newest, the
+// last to retire, closes it.
 func (s *Server) retire(old *topology, prev <-chan struct{}, done chan<- struct{}) {
 	defer s.retireWG.Done()
 	defer close(done)
-	grace := 2*old.cfg.Timeout + old.cfg.LoadTimeout
 	select {
-	case <-time.After(grace):
+	case <-time.After(2*old.cfg.Timeout + old.cfg.LoadTimeout):
 	case <-s.closing:
 	}
 	if prev != nil {
 		<-prev
 	}
-	old.close()
+	s.mu.Lock()
+	inUse := []*topology{s.topo.Load()}
+	for t := range s.retiring {
+		if t != old {
+			inUse = append(inUse, t)
+		}
+	}
+	s.mu.Unlock()
+	old.close(inUse...)
 	s.mu.Lock()
 	delete(s.retiring, old)
 	s.absorbLoader(old) // its counters stay in the stats

@@ -353,3 +353,69 @@ func gotFromHotTier(t *testing.T, c *testsupport.Conn, key string) bool {
 	c.Expect("END\r\n")
 	return readStats(t, c)["hot_hits"] != before
 }
+
+// TestLoaderPassedBackIsNotClosed: a Loader that a reload replaced and a
+// later one passes again is in use, and the retirement of the topologies
+// that used it before does not close it.
+func TestLoaderPassedBackIsNotClosed(t *testing.T) {
+	_, addrs := startNodes(t, 2)
+	first, second := closerLoader{&fakeLoader{}}, closerLoader{&fakeLoader{}}
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) { *c = objectConfig(addrs, first) })
+	for _, ld := range []proxy.Loader{second, first} {
+		if err := srv.Reload(objectConfig(addrs, ld)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := objectConfig(addrs, first)
+	time.Sleep(2*cfg.Timeout + cfg.LoadTimeout + 500*time.Millisecond) // both replaced topologies retire
+	if n := first.closed.Load(); n != 0 {
+		t.Errorf("the loader in use was closed %d times, want 0", n)
+	}
+	if n := second.closed.Load(); n != 1 {
+		t.Errorf("the loader no topology uses was closed %d times, want once", n)
+	}
+	c := dialQuick(t, addr)
+	c.Send("get User:3\r\n")
+	c.Expect(valueReplyOf("User:3", `{"id":3}`) + "END\r\n")
+	srv.Close()
+	if n := first.closed.Load(); n != 1 {
+		t.Errorf("Close closed the loader in use %d times, want once", n)
+	}
+}
+
+// TestReloadWithANodeStillDown: a node that is down before and after a
+// reload stays out of the new topology's ring without being ejected, or
+// logged as unflushable, a second time: the reload carries its ejection.
+func TestReloadWithANodeStillDown(t *testing.T) {
+	ms, addrs := startNodes(t, 3)
+	var logs testsupport.LogBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.Timeout = 300 * time.Millisecond
+		c.Logger = logger
+	})
+	ms[1].Kill()
+	c := dialQuick(t, addr)
+	key := keysOn(ringOf(t, addrs), 1, "down", 1)[0]
+	eventually(t, 5*time.Second, "the killed node is ejected", func() bool {
+		c.Send("get " + key + "\r\n")
+		c.ReadLine()
+		return srv.Stats().EjectedNodes.Load() == 1
+	})
+	cfg := configFor(addrs)
+	cfg.Timeout = 300 * time.Millisecond
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.Send("get " + key + "\r\n")
+	c.Expect("END\r\n") // its keys have another node
+	if n := srv.Stats().Ejections.Load(); n != 1 {
+		t.Errorf("%d ejections, want 1: the reload carries the ejection of the node still down", n)
+	}
+	if n := srv.Stats().EjectedNodes.Load(); n != 1 {
+		t.Errorf("STAT ejected_nodes = %d after the reload, want 1", n)
+	}
+	if strings.Contains(logs.String(), "could not be flushed") {
+		t.Errorf("the reload logged the carried node as unflushable:\n%s", logs.String())
+	}
+}

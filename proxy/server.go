@@ -202,7 +202,6 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.ownsLoader = true
 	s.topo.Store(t)
 	return s, nil
 }
@@ -230,14 +229,13 @@ func (s *Server) Reload(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	carryEjections(old, t)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		t.close() // t owns nothing it did not make: cfg.Loader stays the caller's, old keeps its hot tier
+		t.cfg.Loader = nil // a refused Loader stays the caller's
+		t.close(old)       // old may have handed its hot tier on
 		return ErrShutdown
 	}
-	handOn(old, t)
 	s.topo.Store(t)
 	t.publishEjected(s.stats)
 	s.retiring[old] = struct{}{}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -18,18 +19,13 @@ type topology struct {
 	ring   atomic.Pointer[ring.Ring] // the live nodes' ring; replaced on ejection
 	health *health                   // nil when nodes are never ejected
 	obj    *objects                  // nil without models
-
-	// What close closes besides the nodes. ownsLoader: cfg.Loader, set
-	// once a Server accepts cfg. ownsHot: the hot tier, set when t made
-	// it. Both are cleared when the topology that replaces t takes the
-	// same over (handOn). Written before t serves or retires (under the
-	// Server's mu); read by close.
-	ownsLoader, ownsHot bool
 }
 
 // newTopology builds cfg's topology and connects its nodes (in parallel,
 // each bounded by ConnectTimeout). old is the topology it is to replace,
-// nil for the first: t uses old's hot tier when it can (hotTierFor).
+// nil for the first: t uses old's hot tier when it can (hotTierFor), and
+// takes over old's ejections (carryEjections) before its nodes connect, so
+// that a node still down is not ejected, and counted, a second time.
 func (s *Server) newTopology(cfg Config, old *topology) (*topology, error) {
 	r, err := ring.New(cfg.Backends)
 	if err != nil {
@@ -37,11 +33,9 @@ func (s *Server) newTopology(cfg Config, old *topology) (*topology, error) {
 	}
 	t := &topology{cfg: cfg}
 	t.ring.Store(r)
-	inherited := old.hotTierFor(cfg)
-	if t.obj, err = newObjects(s, t, cfg, inherited); err != nil {
+	if t.obj, err = newObjects(s, t, cfg, old.hotTierFor(cfg)); err != nil {
 		return nil, err
 	}
-	t.ownsHot = t.obj != nil && t.obj.hot != nil && t.obj.hot != inherited
 	if cfg.ServerFailureLimit > 0 {
 		t.health = newHealth(s, t, r)
 	}
@@ -61,6 +55,9 @@ func (s *Server) newTopology(cfg Config, old *topology) (*topology, error) {
 	}
 	// Every node exists before any starts: a node that cannot be reached
 	// is ejected while it starts, and ejection reads t.nodes.
+	if old != nil {
+		carryEjections(old, t)
+	}
 	var starting sync.WaitGroup
 	for _, n := range t.nodes {
 		starting.Add(1)
@@ -79,19 +76,28 @@ func (t *topology) pick(key []byte) int { return t.ring.Load().Pick(key) }
 // live reports whether node i is in the ring (not ejected).
 func (t *topology) live(i int) bool { return t.health == nil || !t.health.isEjected(i) }
 
-// close stops the probers, the backend connections (failing the calls still
-// in flight) and, if t owns them, the hot tier and the loader.
-func (t *topology) close() {
+// close stops the probers and the backend connections (failing the calls
+// still in flight), then closes t's hot tier and Loader unless a topology
+// of inUse uses them too.
+func (t *topology) close(inUse ...*topology) {
 	if t.health != nil {
 		t.health.close()
 	}
 	for _, n := range t.nodes {
 		n.close()
 	}
-	if t.ownsHot {
-		t.obj.hot.close()
+	if hot := t.hotTier(); hot != nil && !slices.ContainsFunc(inUse, func(u *topology) bool { return u.hotTier() == hot }) {
+		hot.close()
 	}
-	if t.ownsLoader {
-		closeLoader(t.cfg.Loader, t.cfg.Logger)
+	if l := t.cfg.Loader; l != nil && !slices.ContainsFunc(inUse, func(u *topology) bool { return sameLoader(u.cfg.Loader, l) }) {
+		closeLoader(l, t.cfg.Logger)
 	}
+}
+
+// hotTier returns t's hot tier, nil when it has none.
+func (t *topology) hotTier() *hotTier {
+	if t.obj == nil {
+		return nil
+	}
+	return t.obj.hot
 }
