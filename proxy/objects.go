@@ -61,7 +61,7 @@ type ObjectStats struct {
 	FillsStored  atomic.Uint64 // rows and negative entries stored
 	FillsRefused atomic.Uint64 // fills refused by add/cas: a delete won
 	FillsFailed  atomic.Uint64 // fills whose store failed: a backend error, a timeout or an error reply
-	FillsSkipped atomic.Uint64 // fills not stored because the node read failed or the ring changed
+	FillsSkipped atomic.Uint64 // fills not stored because the node read failed, the ring changed or a flush_all came
 	Tombstones   atomic.Uint64 // tombstones written by deletes
 }
 
@@ -82,6 +82,7 @@ type objects struct {
 
 	mu      sync.Mutex         // protects flights
 	flights map[string]*flight // loads in flight, by key, until their fill is stored
+	flushes atomic.Uint32      // flush_all requests dispatched (dispatchFlush)
 }
 
 type model struct {
@@ -341,13 +342,14 @@ type fillResult struct {
 
 // fillBatch is one request's misses of one model, as it read them.
 type fillBatch struct {
-	m      *model
-	ring   *ring.Ring // the ring the nodes were picked on
-	keys   [][]byte
-	ids    [][]byte
-	nodes  []int32          // the node each key was read from
-	seens  []tombstone.Seen // what each key's node read found
-	epochs []uint32         // the hot tier epochs, read before the nodes
+	m       *model
+	ring    *ring.Ring // the ring the nodes were picked on
+	keys    [][]byte
+	ids     [][]byte
+	nodes   []int32          // the node each key was read from
+	seens   []tombstone.Seen // what each key's node read found
+	epochs  []uint32         // the hot tier epochs, read before the nodes
+	flushes uint32           // ob.flushes, read before the nodes
 }
 
 // fill loads the rows of b's keys, sending on the pipes of slot,
@@ -433,10 +435,12 @@ func (ob *objects) load(m *model, ids [][]byte, mine []int, fl []*flight) {
 
 // sendFills sends the stores of the loaded rows (or negative entries) of
 // this request's flights, as tombstone.Admit allows, and returns the calls
-// by key index (nil: not sent).
+// by key index (nil: not sent). A flush_all dispatched since b's request
+// was stores none: the rows may be older than the flush, and the flushed
+// node holds nothing to refuse them.
 func (ob *objects) sendFills(slot int, b *fillBatch, mine []int, fl []*flight) []*call {
 	calls := make([]*call, len(b.keys))
-	moved := ob.t.ring.Load() != b.ring
+	moved := ob.t.ring.Load() != b.ring || ob.flushes.Load() != b.flushes
 	for _, i := range mine {
 		f := fl[i]
 		if f.err != nil {

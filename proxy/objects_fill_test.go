@@ -262,3 +262,36 @@ func TestFailedLoadsAreLoggedAtMostOncePerSecondPerModel(t *testing.T) {
 		t.Errorf("the line after a second says %q, want suppressed=49", last)
 	}
 }
+
+// TestAFlushOutdatesTheLoadsInFlight: a load that began before a flush_all
+// stores nothing after it, and a get after the flush neither joins it nor
+// finds its row: an application that updates rows and then flushes reads
+// the new rows, as it would straight from memcached with a get, a SELECT
+// and a set.
+func TestAFlushOutdatesTheLoadsInFlight(t *testing.T) {
+	for _, hot := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hot tier %v", hot), func(t *testing.T) {
+			e := startObjectEnv(t, testsupport.SharedPostgres(t), func(c *proxy.Config) {
+				if hot {
+					c.HotTier = proxy.HotTier{MaxBytes: 1 << 20, TTL: time.Minute}
+				}
+			})
+			key, id := objectKeyOn(t, e, "GatedUser", 0)
+			old := e.rowJSON(t, "users", id)
+			waiting, open := e.closeGate(t)
+			reader := testsupport.Dial(t, e.addr)
+			reader.Send("get " + key + "\r\n") // loads the old row
+			waiting()
+			e.exec(t, "UPDATE users SET name = 'flushed' WHERE id = $1", id)
+			flusher := testsupport.Dial(t, e.addr)
+			flusher.Send("flush_all\r\n")
+			flusher.Expect("OK\r\n")
+			open()
+			reader.Expect(valueReplyOf(key, old) + "END\r\n") // it overlapped the flush
+			flusher.Send("get " + key + "\r\n")
+			if got, want := readValue(t, flusher, key), e.rowJSON(t, "users", id); got != want {
+				t.Errorf("get %s after the update and the flush = %s, want %s", key, got, want)
+			}
+		})
+	}
+}

@@ -35,7 +35,7 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	if !any {
 		return false
 	}
-	o.kind = opObjects
+	o.kind, o.flushes = opObjects, ob.flushes.Load()
 	o.kinds, o.hot, o.epochs, o.node = o.kinds[:0], o.hot[:0], o.epochs[:0], o.node[:0]
 	skipHot := earlierWrite(c, o)
 	o.ring = ob.t.ring.Load()
@@ -167,13 +167,14 @@ func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fill
 	var err error
 	for m, ls := range byModel {
 		b := &fillBatch{
-			m:      m,
-			ring:   o.ring,
-			keys:   make([][]byte, len(ls)),
-			ids:    make([][]byte, len(ls)),
-			nodes:  make([]int32, len(ls)),
-			seens:  make([]tombstone.Seen, len(ls)),
-			epochs: make([]uint32, len(ls)),
+			m:       m,
+			ring:    o.ring,
+			flushes: o.flushes,
+			keys:    make([][]byte, len(ls)),
+			ids:     make([][]byte, len(ls)),
+			nodes:   make([]int32, len(ls)),
+			seens:   make([]tombstone.Seen, len(ls)),
+			epochs:  make([]uint32, len(ls)),
 		}
 		for j, l := range ls {
 			b.keys[j] = o.req.Keys[l.i]
@@ -466,30 +467,38 @@ func (ob *objects) completeDelete(c *conn, o *op) {
 	}
 }
 
-// dispatchFlush drops every object from the hot tier before flush_all is
-// sent, and has the flush waited for (opFlush), so that completeFlush drops
-// them again once the nodes have acknowledged it: the first drop alone
-// leaves what readers in flight read before the flush to be put back, as
-// for a write of one key. Without a hot tier, flush_all is a plain fan-out.
+// dispatchFlush outdates the object path's state before flush_all is
+// sent: requests dispatched before now store no fill (sendFills), and
+// those after it join none of their flights, whose rows may be older than
+// what an application wrote before it flushed. It drops every object from
+// the hot tier, and has the flush waited for (opFlush), so that
+// completeFlush drops them again once the nodes have acknowledged it: the
+// first drop alone leaves what readers in flight read before the flush to
+// be put back, as for a write of one key.
 func (ob *objects) dispatchFlush(o *op) {
-	if ob.hot == nil {
-		return
+	ob.mu.Lock()
+	ob.flushes.Add(1)
+	clear(ob.flights)
+	ob.mu.Unlock()
+	if ob.hot != nil {
+		ob.hot.clear()
 	}
-	ob.hot.clear()
 	o.kind = opFlush
 }
 
-// completeFlush answers flush_all as a fan-out does (nothing under noreply),
-// then drops the hot tier again, and schedules the drop of a flush with a
-// delay for when its nodes drop their items.
+// completeFlush answers flush_all as a fan-out does (nothing under
+// noreply), then drops the hot tier again, and schedules the drop of a
+// flush with a delay for when its nodes drop their items.
 func (ob *objects) completeFlush(c *conn, o *op) {
 	if o.req.NoReply {
 		o.waitAll()
 	} else {
 		c.writeFanout(o)
 	}
-	ob.hot.clear()
-	ob.hot.clearAfter(flushDelay(o.req.Exptime, time.Now()))
+	if ob.hot != nil {
+		ob.hot.clear()
+		ob.hot.clearAfter(flushDelay(o.req.Exptime, time.Now()))
+	}
 }
 
 // flushDelay is how long after now memcached drops its items for flush_all

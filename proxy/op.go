@@ -20,7 +20,7 @@ const (
 	opObjects               // a retrieval with object keys (objects_op.go)
 	opDelete                // a delete of an object key: a tombstone
 	opWrite                 // a storage command of an object key (objects_op.go)
-	opFlush                 // flush_all with a hot tier: opFanout that drops it (objects_op.go)
+	opFlush                 // flush_all with models: opFanout that outdates the object path's state (objects_op.go)
 )
 
 // op is one client request in flight: what was asked and the backend calls
@@ -39,10 +39,11 @@ type op struct {
 	callAt []callKeys
 	open   []int32 // sendPerNode's scratch: the call being filled for each node (-1: none)
 
-	kinds  []keyKind   // opObjects: how each key is served
-	hot    []*hotEntry // opObjects: hot tier entries by key
-	epochs []uint32    // opObjects: hot tier epochs by key, read before the node
-	ring   *ring.Ring  // opObjects: the ring that o.node was picked on
+	kinds   []keyKind   // opObjects: how each key is served
+	hot     []*hotEntry // opObjects: hot tier entries by key
+	epochs  []uint32    // opObjects: hot tier epochs by key, read before the node
+	ring    *ring.Ring  // opObjects: the ring that o.node was picked on
+	flushes uint32      // opObjects: the flush_all count when it was dispatched
 }
 
 // callKeys says which keys one call of a split retrieval asked for: those of
@@ -230,7 +231,7 @@ func (c *conn) dispatchFanout(o *op) {
 	r := &o.req
 	o.kind = opFanout
 	if r.Command == protocol.CmdFlushAll && c.t.obj != nil {
-		c.t.obj.dispatchFlush(o) // opFlush when there is a hot tier: the replies are waited for
+		c.t.obj.dispatchFlush(o) // opFlush: the replies are waited for
 	}
 	for i, n := range c.t.nodes {
 		if !c.t.live(i) {

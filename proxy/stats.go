@@ -245,7 +245,7 @@ func (ost *ObjectStats) snapshot() []stat {
 		{"fills_stored", "Rows and negative entries stored by fills.", ost.FillsStored.Load()},
 		{"fills_refused", "Fills refused by add/cas because a delete won.", ost.FillsRefused.Load()},
 		{"fills_failed", "Fills whose store failed: a backend error or timeout.", ost.FillsFailed.Load()},
-		{"fills_skipped", "Fills not stored because the node read failed or the ring changed.", ost.FillsSkipped.Load()},
+		{"fills_skipped", "Fills not stored because the node read failed, the ring changed or a flush_all came.", ost.FillsSkipped.Load()},
 		{"tombstones", "Tombstones written by deletes.", ost.Tombstones.Load()},
 	}
 }
