@@ -35,6 +35,7 @@ type conn struct {
 	ops    []*op       // reused across batches
 	carry  bool        // ops[carried] was parsed but left for the next batch
 	next   int         // the index of the carried op
+	wrote  bool        // the batch has an object write or a flush, unacknowledged until its completion
 	idle   atomic.Bool // waiting for a request with nothing in flight
 }
 
@@ -121,6 +122,7 @@ var errDraining = errors.New("proxy: draining")
 // that ends the connection, if any.
 func (c *conn) readBatch() (int, error) {
 	n, keys := 0, 0
+	c.wrote = false
 	if c.carry { // a request the previous batch left: it goes first
 		c.ops[0], c.ops[c.next] = c.ops[c.next], c.ops[0]
 		c.carry = false

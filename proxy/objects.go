@@ -165,10 +165,10 @@ var replyObjectCommand = []byte("CLIENT_ERROR object keys do not support this co
 // defaultFailoverTTL is FailoverTTL's default, mcrouter's failover_exptime.
 const defaultFailoverTTL = 60 * time.Second
 
-// newObjects returns t's object path, or nil without models. hot is the
-// hot tier of the topology t replaces, to take over (see hotTierFor); nil
-// makes a new one.
-func newObjects(s *Server, t *topology, cfg Config, hot *hotTier) (*objects, error) {
+// newObjects returns t's object path, or nil without models. full is t's
+// ring of every node. hot is the hot tier of the topology t replaces, to
+// take over (see hotTierFor); nil makes a new one.
+func newObjects(s *Server, t *topology, cfg Config, full *ring.Ring, hot *hotTier) (*objects, error) {
 	if cfg.Loader == nil || len(cfg.Models) == 0 {
 		return nil, nil
 	}
@@ -179,11 +179,8 @@ func newObjects(s *Server, t *topology, cfg Config, hot *hotTier) (*objects, err
 	if err := checkObjectConfig(cfg, failover); err != nil {
 		return nil, err
 	}
-	full, err := ring.New(cfg.Backends)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
 	if hot == nil {
+		var err error
 		if hot, err = newHotTier(cfg.HotTier); err != nil {
 			return nil, err
 		}
@@ -259,13 +256,14 @@ func (ob *objects) isObject(key []byte) bool {
 	return ok
 }
 
-// ttlOn returns how long what the object path stores under key on node
+// ttlOn returns how long a fill of key stored on node, picked on ring r,
 // may live there: ttl on the key's own node; on a node that stands in for
 // it while it is ejected, at most the failover ttl. A delete made after the
 // own node rejoins puts its tombstone there, and the stand-in's copy would
-// be served again, stale, if the own node were ejected again.
-func (ob *objects) ttlOn(node int, key []byte, ttl time.Duration) time.Duration {
-	if ob.full.Pick(key) != node {
+// be served again, stale, if the own node were ejected again. (Tombstones
+// need no bound: FailoverTTL is at least TombstoneTTL.)
+func (ob *objects) ttlOn(r *ring.Ring, node int, key []byte, ttl time.Duration) time.Duration {
+	if !r.Whole() && ob.full.Pick(key) != node {
 		return min(ttl, ob.failoverTTL)
 	}
 	return ttl
@@ -458,7 +456,7 @@ func (ob *objects) sendFills(slot int, b *fillBatch, mine []int, fl []*flight) [
 		if value == nil {
 			value, flags, ttl = tombstone.NegativeValue, tombstone.FlagsNegative, b.m.negTTL
 		}
-		ttl = ob.ttlOn(int(b.nodes[i]), b.keys[i], ttl)
+		ttl = ob.ttlOn(b.ring, int(b.nodes[i]), b.keys[i], ttl)
 		cl := newCall(protocol.CmdSet)
 		cl.req = appendFill(cl.req, b.keys[i], flags, exptime(ttl), value, how, cas)
 		ob.t.nodes[b.nodes[i]].send(slot, cl)

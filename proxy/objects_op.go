@@ -25,23 +25,24 @@ const (
 // plain keys are touched. It returns false when no key is an object key.
 func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 	r := &o.req
+	o.kinds = o.kinds[:0]
 	any := false
 	for _, k := range r.Keys {
+		kind := keyPlain
 		if ob.isObject(k) {
-			any = true
-			break
+			kind, any = keyObject, true
 		}
+		o.kinds = append(o.kinds, kind)
 	}
 	if !any {
 		return false
 	}
 	o.kind, o.flushes = opObjects, ob.flushes.Load()
-	o.kinds, o.hot, o.epochs, o.node = o.kinds[:0], o.hot[:0], o.epochs[:0], o.node[:0]
-	skipHot := earlierWrite(c, o)
+	o.hot, o.epochs, o.node = o.hot[:0], o.epochs[:0], o.node[:0]
 	o.ring = ob.t.ring.Load()
-	for _, k := range r.Keys {
-		kind, e, epoch, n := ob.route(o.ring, k, skipHot)
-		o.kinds = append(o.kinds, kind)
+	for i, k := range r.Keys {
+		kind, e, epoch, n := ob.route(o.ring, k, o.kinds[i], c.wrote)
+		o.kinds[i] = kind
 		o.hot = append(o.hot, e)
 		o.epochs = append(o.epochs, epoch)
 		o.node = append(o.node, n)
@@ -58,18 +59,21 @@ func (ob *objects) dispatchObjects(c *conn, o *op) bool {
 
 var getsHead = []byte("gets")
 
-// route decides how key is served and, when it goes to a node, which node
-// of r. skipHot sends an object key to its node even when the hot tier has
-// it.
-func (ob *objects) route(r *ring.Ring, key []byte, skipHot bool) (keyKind, *hotEntry, uint32, int32) {
-	if !ob.isObject(key) {
+// route decides how key, of kind keyPlain or keyObject, is served and,
+// when it goes to a node, which node of r. skipHot sends an object key to
+// its node even when the hot tier has it: a write or flush earlier in the
+// batch has not been acknowledged yet.
+func (ob *objects) route(r *ring.Ring, key []byte, kind keyKind, skipHot bool) (keyKind, *hotEntry, uint32, int32) {
+	if kind == keyPlain {
 		return keyPlain, nil, 0, int32(r.Pick(key))
 	}
 	var epoch uint32
 	if ob.hot != nil {
-		if e, ok := ob.hot.get(key); ok && !skipHot {
-			ob.stats.HotHits.Add(1)
-			return keyHot, e, 0, -1
+		if !skipHot {
+			if e, ok := ob.hot.get(key); ok {
+				ob.stats.HotHits.Add(1)
+				return keyHot, e, 0, -1
+			}
 		}
 		ob.stats.HotMisses.Add(1)
 		epoch = ob.hot.epoch(key)
@@ -81,6 +85,7 @@ func (ob *objects) route(r *ring.Ring, key []byte, skipHot bool) (keyKind, *hotE
 type pendingLoad struct {
 	i    int // index in the request's keys
 	seen tombstone.Seen
+	id   []byte // set by loadMisses
 }
 
 // completeObjects waits for the node reads, loads and fills the misses, and
@@ -161,7 +166,8 @@ func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fill
 	filled := make(map[int]fillResult, len(loads))
 	byModel := make(map[*model][]pendingLoad)
 	for _, l := range loads {
-		m, _, _ := ob.lookup(o.req.Keys[l.i])
+		var m *model
+		m, l.id, _ = ob.lookup(o.req.Keys[l.i])
 		byModel[m] = append(byModel[m], l)
 	}
 	var err error
@@ -177,8 +183,7 @@ func (ob *objects) loadMisses(c *conn, o *op, loads []pendingLoad) (map[int]fill
 			epochs:  make([]uint32, len(ls)),
 		}
 		for j, l := range ls {
-			b.keys[j] = o.req.Keys[l.i]
-			_, b.ids[j], _ = ob.lookup(b.keys[j])
+			b.keys[j], b.ids[j] = o.req.Keys[l.i], l.id
 			b.nodes[j], b.seens[j], b.epochs[j] = o.node[l.i], l.seen, o.epochs[l.i]
 		}
 		for j, res := range ob.fill(c.slot, b) {
@@ -290,13 +295,25 @@ func (ob *objects) dispatchConditional(c *conn, o *op) {
 // peek reads key on its node with gets and returns what it holds, or the
 // line to answer when the read failed.
 func (ob *objects) peek(c *conn, key []byte) (tombstone.Seen, []byte) {
-	get := newCall(protocol.CmdGets)
+	get := newGets(key)
 	defer get.release()
+	ob.t.nodes[ob.t.pick(key)].send(c.slot, get)
+	get.wait()
+	return seenOf(get)
+}
+
+// newGets returns the call "gets key".
+func newGets(key []byte) *call {
+	get := newCall(protocol.CmdGets)
 	get.req = append(get.req, "gets "...)
 	get.req = append(get.req, key...)
 	get.req = append(get.req, '\r', '\n')
-	ob.t.nodes[ob.t.pick(key)].send(c.slot, get)
-	get.wait()
+	return get
+}
+
+// seenOf returns what get, a gets of one key that has been answered, found
+// on the node, or the line to answer when the read failed.
+func seenOf(get *call) (tombstone.Seen, []byte) {
 	switch {
 	case get.err != nil:
 		return tombstone.Seen{}, errorLine(get.err)
@@ -338,8 +355,8 @@ func (ob *objects) dispatchAddOver(c *conn, o *op, cas uint64) {
 // client's answer is left out.
 //
 // Requests that a client pipelines after a write are dispatched before the
-// write is acknowledged; earlierWrite sends their object keys to the nodes
-// (behind the write, on the same pipe) instead of the hot tier.
+// write is acknowledged; their object keys go to the nodes (behind the
+// write, on the same pipe) instead of the hot tier (conn.wrote).
 
 // dispatchWrite passes a storage command of an object key to its node, as a
 // call that completeWrite waits for even under noreply.
@@ -386,21 +403,6 @@ func (ob *objects) completeWrite(c *conn, o *op) {
 	}
 }
 
-// earlierWrite reports whether a request before o in its batch writes an
-// object key, or flushes: its nodes may not have acknowledged it yet, so o
-// must not be answered from the hot tier.
-func earlierWrite(c *conn, o *op) bool {
-	for _, p := range c.ops {
-		if p == o {
-			return false
-		}
-		if p.kind == opDelete || p.kind == opWrite || p.kind == opFlush {
-			return true
-		}
-	}
-	return false
-}
-
 // dispatchDelete replaces the key with a tombstone, after dropping it from
 // the hot tier. The tombstone is a plain set: whatever a fill stores after it
 // must cas over it. A gets sent before it tells whether there was a row to
@@ -410,10 +412,7 @@ func (ob *objects) dispatchDelete(c *conn, o *op) {
 	n, set := ob.tombstoneCall(r.Keys[0])
 	o.kind = opDelete
 	if !r.NoReply {
-		get := newCall(protocol.CmdGets)
-		get.req = append(get.req, "gets "...)
-		get.req = append(get.req, r.Keys[0]...)
-		get.req = append(get.req, '\r', '\n')
+		get := newGets(r.Keys[0])
 		n.send(c.slot, get)
 		o.calls = append(o.calls, get)
 	}
@@ -427,7 +426,7 @@ func (ob *objects) tombstoneCall(key []byte) (*node, *call) {
 	ob.dropHot(key)
 	ob.stats.Tombstones.Add(1)
 	n := ob.t.pick(key)
-	exp := exptime(ob.ttlOn(n, key, ob.tombTTL))
+	exp := exptime(ob.tombTTL)
 	set := newCall(protocol.CmdSet)
 	set.req = appendStore(set.req, "set", key, tombstone.FlagsTombstone, exp, tombstone.TombstoneValue, 0)
 	return ob.t.nodes[n], set
@@ -443,7 +442,8 @@ func (ob *objects) dropHot(key []byte) {
 // completeDelete waits for the tombstone, drops the key from the hot tier
 // again, and answers DELETED when a row was replaced by the tombstone (or
 // the read before it failed, so it may have been), NOT_FOUND when there was
-// none (absent, or a marker).
+// none (absent, or a marker): what the read found is decided as for add,
+// replace and cas (seenOf).
 func (ob *objects) completeDelete(c *conn, o *op) {
 	set := o.calls[len(o.calls)-1]
 	set.wait()
@@ -453,14 +453,13 @@ func (ob *objects) completeDelete(c *conn, o *op) {
 	}
 	get := o.calls[0]
 	get.wait()
+	seen, failure := seenOf(get)
 	switch {
 	case set.err != nil:
 		c.bw.Write(errorLine(set.err))
 	case !bytes.Equal(set.reply.Raw, protocol.Stored):
 		c.bw.Write(set.reply.Raw)
-	case get.err != nil: // whether there was a row is unknown; the delete took effect
-		c.bw.Write(protocol.Deleted)
-	case len(get.reply.Values) == 1 && tombstone.Classify(true, get.reply.Values[0].Flags) == tombstone.Row:
+	case failure != nil, seen.Kind == tombstone.Row: // a failed read: there may have been a row; the delete took effect
 		c.bw.Write(protocol.Deleted)
 	default:
 		c.bw.Write(protocol.NotFound)

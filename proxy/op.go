@@ -92,6 +92,7 @@ func (c *conn) dispatch(o *op) {
 			o.calls = append(o.calls, cl)
 		}
 	}
+	c.wrote = c.wrote || o.kind == opDelete || o.kind == opWrite || o.kind == opFlush
 }
 
 // unlink removes the value of o's key without a reply from the node, as

@@ -33,7 +33,7 @@ func (s *Server) newTopology(cfg Config, old *topology) (*topology, error) {
 	}
 	t := &topology{cfg: cfg}
 	t.ring.Store(r)
-	if t.obj, err = newObjects(s, t, cfg, old.hotTierFor(cfg)); err != nil {
+	if t.obj, err = newObjects(s, t, cfg, r, old.hotTierFor(cfg)); err != nil {
 		return nil, err
 	}
 	if cfg.ServerFailureLimit > 0 {

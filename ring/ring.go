@@ -127,6 +127,12 @@ func (r *Ring) Without(skip func(i int) bool) (*Ring, error) {
 	return build(r.nodes, live), nil
 }
 
+// Whole reports whether every node of the list given to New is on the
+// continuum: Pick on r places each key as on the ring from New.
+func (r *Ring) Whole() bool {
+	return !slices.Contains(r.live, false)
+}
+
 // Len returns the number of nodes in the list given to New, including the
 // ones that Without left out.
 func (r *Ring) Len() int {

@@ -291,6 +291,19 @@ func TestWithoutKeepsLeftOutNodesOut(t *testing.T) {
 			t.Fatalf("Pick(%q) = %d after two Without calls, %d after one", k, got, w)
 		}
 	}
+	none, err := full.Without(func(int) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		r    *Ring
+		want bool
+	}{{"the ring from New", full, true}, {"one without no node", none, true}, {"one without a node", r1, false}, {"one without two", r2, false}} {
+		if got := tc.r.Whole(); got != tc.want {
+			t.Errorf("Whole() of %s = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
 
 func TestWithoutEveryNodeFails(t *testing.T) {
