@@ -28,16 +28,15 @@ import (
 // Closing the returned listener closes ln.
 func (s *Server) Listener(ln net.Listener) net.Listener {
 	s.limitsAtAccept.Store(true)
-	return &limitListener{Listener: ln, s: s, max: int64(s.cfg.MaxConnections), lingering: make(chan struct{}, maxLingering)}
+	return &limitListener{Listener: ln, s: s, max: int64(s.cfg.MaxConnections)}
 }
 
 // limitListener is the listener of Server.Listener. It is safe for
 // concurrent use, and its connections are as safe as the ones they wrap.
 type limitListener struct {
 	net.Listener
-	s         *Server
-	max       int64
-	lingering chan struct{} // a token per refused connection being closed gracefully
+	s   *Server
+	max int64
 }
 
 // maxLingering bounds the refused connections whose close waits for the
@@ -56,20 +55,15 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		nc, err := l.Listener.Accept()
 		if err != nil {
-			if !outOfFiles(err) {
-				return nil, err
+			if retryAccept(err, &backoff) {
+				continue
 			}
-			// Out of file descriptors: wait for some to be closed
-			// rather than spin (the caller retries at once).
-			time.Sleep(backoff)
-			backoff = min(2*backoff, time.Second)
-			continue
+			return nil, err
 		}
 		st := l.s.stats
 		if st.CurrConnections.Add(1) > l.max {
 			st.CurrConnections.Add(-1)
-			st.RejectedConnections.Add(1)
-			l.reject(nc)
+			l.s.refuse(nc)
 			continue
 		}
 		st.TotalConnections.Add(1)
@@ -77,24 +71,41 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
+// retryAccept reports whether an accept that failed with err is worth
+// retrying: when the process is out of file descriptors (some will be
+// closed) or the error is a timeout. It then sleeps backoff first, rather
+// than spin, and doubles it up to a second.
+func retryAccept(err error, backoff *time.Duration) bool {
+	var ne net.Error
+	if !outOfFiles(err) && !(errors.As(err, &ne) && ne.Timeout()) {
+		return false
+	}
+	time.Sleep(*backoff)
+	*backoff = min(2**backoff, time.Second)
+	return true
+}
+
 func outOfFiles(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
-// reject answers nc as memcached does and closes it without losing the
-// answer. Closing a socket that holds unread bytes (a client's first
-// request, sent without waiting) makes the kernel send a reset, which can
-// reach the client before it has read the line. So the write side is shut
-// first, and what the client sends is read and dropped until it closes or
-// rejectLinger passes.
-func (l *limitListener) reject(nc net.Conn) {
+var replyTooManyConnections = []byte("ERROR Too many open connections\r\n")
+
+// refuse answers nc, a connection over MaxConnections, as memcached does,
+// and closes it without losing the answer. Closing a socket that holds
+// unread bytes (a client's first request, sent without waiting) makes the
+// kernel send a reset, which can reach the client before it has read the
+// line. So the write side is shut first, and what the client sends is read
+// and dropped until it closes or rejectLinger passes.
+func (s *Server) refuse(nc net.Conn) {
+	s.stats.RejectedConnections.Add(1)
 	_ = nc.SetDeadline(time.Now().Add(rejectLinger))
 	_, err := nc.Write(replyTooManyConnections)
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok && err == nil {
 		err = cw.CloseWrite()
 	}
 	select {
-	case l.lingering <- struct{}{}:
+	case s.lingering <- struct{}{}:
 	default:
 		err = errLingerFull
 	}
@@ -102,15 +113,15 @@ func (l *limitListener) reject(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	go l.linger(nc)
+	go s.linger(nc)
 }
 
 var errLingerFull = errors.New("proxy: too many refused connections closing")
 
 // linger is the goroutine of one refused connection; it ends when the
 // client closes or at nc's deadline.
-func (l *limitListener) linger(nc net.Conn) {
-	defer func() { <-l.lingering }()
+func (s *Server) linger(nc net.Conn) {
+	defer func() { <-s.lingering }()
 	defer nc.Close()
 	_, _ = io.Copy(io.Discard, nc)
 }

@@ -172,11 +172,7 @@ func newObjects(s *Server, t *topology, cfg Config, full *ring.Ring, hot *hotTie
 	if cfg.Loader == nil || len(cfg.Models) == 0 {
 		return nil, nil
 	}
-	failover := cfg.FailoverTTL
-	if failover <= 0 {
-		failover = max(defaultFailoverTTL, cfg.TombstoneTTL)
-	}
-	if err := checkObjectConfig(cfg, failover); err != nil {
+	if err := checkObjectConfig(cfg); err != nil {
 		return nil, err
 	}
 	if hot == nil {
@@ -193,7 +189,7 @@ func newObjects(s *Server, t *topology, cfg Config, full *ring.Ring, hot *hotTie
 		loader:      cfg.Loader,
 		models:      make(map[string]*model),
 		tombTTL:     cfg.TombstoneTTL,
-		failoverTTL: failover,
+		failoverTTL: cfg.FailoverTTL,
 		hot:         hot,
 		fillWithSet: cfg.FillWithSet,
 		loadTimeout: cfg.LoadTimeout,
@@ -209,7 +205,7 @@ func newObjects(s *Server, t *topology, cfg Config, full *ring.Ring, hot *hotTie
 // a ttl that is not positive (memcached's 0 is never to expire), and
 // tombstones that could expire before the fills they race are stored (a
 // load, then a store) or before those stored on a stand-in node.
-func checkObjectConfig(cfg Config, failover time.Duration) error {
+func checkObjectConfig(cfg Config) error {
 	names := make([]string, 0, len(cfg.Models))
 	for name := range cfg.Models {
 		names = append(names, name)
@@ -228,8 +224,8 @@ func checkObjectConfig(cfg Config, failover time.Duration) error {
 		return fmt.Errorf("proxy: TombstoneTTL (%v) must be longer than LoadTimeout + Timeout (%v): a fill that raced a delete could land after its tombstone is gone",
 			cfg.TombstoneTTL, race)
 	}
-	if failover < cfg.TombstoneTTL {
-		return fmt.Errorf("proxy: FailoverTTL (%v) must be at least TombstoneTTL (%v)", failover, cfg.TombstoneTTL)
+	if cfg.FailoverTTL < cfg.TombstoneTTL {
+		return fmt.Errorf("proxy: FailoverTTL (%v) must be at least TombstoneTTL (%v)", cfg.FailoverTTL, cfg.TombstoneTTL)
 	}
 	return nil
 }

@@ -337,9 +337,7 @@ func (ob *objects) dispatchAddOver(c *conn, o *op, cas uint64) {
 	ob.dropHot(key)
 	cl := newCall(protocol.CmdCas)
 	cl.req = appendStore(cl.req, "cas", key, r.Flags, int64(r.Exptime), r.Value(), cas)
-	ob.t.nodes[ob.t.pick(key)].send(c.slot, cl)
-	o.kind = opWrite
-	o.calls = append(o.calls, cl)
+	ob.sendWrite(c, o, key, cl)
 }
 
 // A write of an object key drops the key from the hot tier twice: before it
@@ -366,6 +364,12 @@ func (ob *objects) dispatchWrite(c *conn, o *op) {
 	ob.dropHot(key)
 	cl := newCall(r.Command)
 	cl.req = appendForward(cl.req, r)
+	ob.sendWrite(c, o, key, cl)
+}
+
+// sendWrite sends cl, a write of key, to key's node as o's call, an
+// opWrite.
+func (ob *objects) sendWrite(c *conn, o *op, key []byte, cl *call) {
 	ob.t.nodes[ob.t.pick(key)].send(c.slot, cl)
 	o.kind = opWrite
 	o.calls = append(o.calls, cl)
@@ -375,10 +379,9 @@ func (ob *objects) dispatchWrite(c *conn, o *op) {
 // refused as too large; o's reply is the refusal, written by completeWrite
 // once the tombstone is stored.
 func (ob *objects) unlink(c *conn, o *op) {
-	n, set := ob.tombstoneCall(o.req.Keys[0])
-	n.send(c.slot, set)
-	o.kind = opWrite
-	o.calls = append(o.calls, set)
+	key := o.req.Keys[0]
+	_, set := ob.tombstoneCall(key)
+	ob.sendWrite(c, o, key, set)
 }
 
 // completeWrite waits for the node to acknowledge the write, drops the key

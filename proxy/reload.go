@@ -115,9 +115,9 @@ func closeLoader(l Loader, log *slog.Logger) {
 
 // retire closes old, which Reload replaced, once the requests that may
 // still use it are done, and then closes done. A batch keeps the topology
-// it started with: its backend calls end within the backend timeout, a
-// load within LoadTimeout, and the fill after the load within another
-// backend timeout. Close cuts the wait short.
+// it started with: its backend calls end within twice the backend timeout
+// (Config.Timeout), a load within LoadTimeout, and the fill after the load
+// within another two. Close cuts the wait short.
 //
 // The hot tier and Loader of old are closed only if no topology still in
 // use (the current one, or a newer one that retires) uses them too: a
@@ -129,7 +129,7 @@ func (s *Server) retire(old *topology, prev <-chan struct{}, done chan<- struct{
 	defer s.retireWG.Done()
 	defer close(done)
 	select {
-	case <-time.After(2*old.cfg.Timeout + old.cfg.LoadTimeout):
+	case <-time.After(retireGrace(old.cfg)):
 	case <-s.closing:
 	}
 	if prev != nil {
@@ -149,3 +149,7 @@ func (s *Server) retire(old *topology, prev <-chan struct{}, done chan<- struct{
 	s.absorbLoader(old) // its counters stay in the stats
 	s.mu.Unlock()
 }
+
+// retireGrace is how long a replaced topology may still serve requests
+// (see retire).
+func retireGrace(cfg Config) time.Duration { return 4*cfg.Timeout + cfg.LoadTimeout }

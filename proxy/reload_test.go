@@ -326,7 +326,7 @@ func TestReloadKeepsTheHotTier(t *testing.T) {
 	if !gotFromHotTier(t, c, "User:1") {
 		t.Errorf("get User:1 right after a reload that keeps the hot tier's settings: not a hot tier hit")
 	}
-	time.Sleep(2*cfg.Timeout + cfg.LoadTimeout + 500*time.Millisecond) // the replaced topology retires
+	time.Sleep(4*cfg.Timeout + cfg.LoadTimeout + 500*time.Millisecond) // the replaced topology retires
 	if !gotFromHotTier(t, c, "User:1") {
 		t.Errorf("get User:1 once the replaced topology retired: not a hot tier hit (it closed the tier it handed on?)")
 	}
@@ -367,7 +367,7 @@ func TestLoaderPassedBackIsNotClosed(t *testing.T) {
 		}
 	}
 	cfg := objectConfig(addrs, first)
-	time.Sleep(2*cfg.Timeout + cfg.LoadTimeout + 500*time.Millisecond) // both replaced topologies retire
+	time.Sleep(4*cfg.Timeout + cfg.LoadTimeout + 500*time.Millisecond) // both replaced topologies retire
 	if n := first.closed.Load(); n != 0 {
 		t.Errorf("the loader in use was closed %d times, want 0", n)
 	}

@@ -31,7 +31,9 @@ type Config struct {
 	// ConnectTimeout bounds connecting to a backend. Zero means 500ms.
 	ConnectTimeout time.Duration
 	// Timeout bounds a backend's reply to a request; a backend slower than
-	// this has its connection closed and its calls fail. Zero means 1s.
+	// this has its connection closed and its calls fail. A request sent
+	// on a connection that has waited idle for most of Timeout may wait up
+	// to twice it (see awaitReply). Zero means 1s.
 	Timeout time.Duration
 	// RetryInterval is how long requests to a backend that could not be
 	// reached fail fast before the next connection attempt, and how often
@@ -155,6 +157,9 @@ func (c *Config) setDefaults() {
 	if c.LoadTimeout <= 0 {
 		c.LoadTimeout = 5 * time.Second
 	}
+	if c.FailoverTTL <= 0 {
+		c.FailoverTTL = max(defaultFailoverTTL, c.TombstoneTTL)
+	}
 }
 
 // Server is a memcached protocol proxy. Its methods are safe for concurrent
@@ -180,6 +185,7 @@ type Server struct {
 	retireWG sync.WaitGroup         // tracks retirements
 
 	limitsAtAccept atomic.Bool   // set by Listener: it counts and limits connections, not Serve
+	lingering      chan struct{} // a token per refused connection being closed gracefully (refuse)
 	connSeq        atomic.Uint64 // numbers the connections Serve serves
 }
 
@@ -196,6 +202,7 @@ func New(cfg Config) (*Server, error) {
 		conns:       make(map[*conn]struct{}),
 		retiring:    make(map[*topology]struct{}),
 		closing:     make(chan struct{}),
+		lingering:   make(chan struct{}, maxLingering),
 	}
 	s.latencyVec, s.latency = newLatency()
 	t, err := s.newTopology(cfg, nil)
@@ -253,6 +260,7 @@ func (s *Server) Stats() *Stats { return s.stats }
 // Serve accepts connections on ln and serves each in its own goroutine until
 // ln is closed. It returns nil once the listener was closed by Close.
 func (s *Server) Serve(ln net.Listener) error {
+	backoff := 5 * time.Millisecond
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -262,16 +270,15 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closed || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
+			if retryAccept(err, &backoff) {
 				continue
 			}
 			return fmt.Errorf("proxy: accept: %w", err)
 		}
+		backoff = 5 * time.Millisecond
 		counted := !s.limitsAtAccept.Load() // else Listener counted nc
 		if counted && s.stats.CurrConnections.Load() >= int64(s.cfg.MaxConnections) {
-			s.reject(nc)
+			s.refuse(nc)
 			continue
 		}
 		c, ok := s.track(nc, counted)
@@ -281,16 +288,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		go s.serveConn(c, counted)
 	}
-}
-
-var replyTooManyConnections = []byte("ERROR Too many open connections\r\n")
-
-// reject answers a connection over MaxConnections as memcached does.
-func (s *Server) reject(nc net.Conn) {
-	s.stats.RejectedConnections.Add(1)
-	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = nc.Write(replyTooManyConnections)
-	nc.Close()
 }
 
 // track makes and registers the conn of nc, unless the server is closed or
