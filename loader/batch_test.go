@@ -96,9 +96,9 @@ func TestCallersAfterTheQueryStartedGetANewQuery(t *testing.T) {
 		_, err := load(l, m, ids(t, m, "42"))
 		first <- err
 	}()
-	waitFor(t, "the first query started", func() bool { return l.Stats().Queries == 1 })
+	testsupport.Eventually(t, 5*time.Second, "the first query started", func() bool { return l.Stats().Queries == 1 })
 	loadAtOnce(t, l, m, sameID(199, 42), func() {
-		waitFor(t, "199 callers have joined", func() bool { return l.Stats().IDs == 200 })
+		testsupport.Eventually(t, 5*time.Second, "199 callers have joined", func() bool { return l.Stats().IDs == 200 })
 		unlock()
 	})
 	if err := <-first; err != nil {
@@ -187,13 +187,13 @@ func TestIDsGatherWhileTheQuerySlotsAreBusy(t *testing.T) {
 		}()
 	}
 	loadOne(1)
-	waitFor(t, "the first query is in flight", func() bool { return l.Stats().Queries == 1 })
+	testsupport.Eventually(t, 5*time.Second, "the first query is in flight", func() bool { return l.Stats().Queries == 1 })
 	// 50 more ids, each arriving after the window of the one before.
 	for n := 2; n <= 51; n++ {
 		loadOne(n)
 		time.Sleep(2 * l.cfg.BatchWindow)
 	}
-	waitFor(t, "all ids have joined", func() bool { return l.Stats().IDs == 51 })
+	testsupport.Eventually(t, 5*time.Second, "all ids have joined", func() bool { return l.Stats().IDs == 51 })
 	unlock()
 	wg.Wait()
 
@@ -224,7 +224,7 @@ func TestSlowQueryIsUnavailableAfterQueryTimeout(t *testing.T) {
 	t.Logf("locked table: %v after %v", err, elapsed)
 	// The timeout tripped the breaker; the server itself answers, so the
 	// Loader's ping ends the outage at once, lock or not.
-	waitFor(t, "the Loader's ping answered", func() bool { return !l.Stats().Down })
+	testsupport.Eventually(t, 5*time.Second, "the Loader's ping answered", func() bool { return !l.Stats().Down })
 	unlock()
 	if rows := mustLoad(t, l, m, ids(t, m, "2")); string(rows[0]) != itemJSON(2) {
 		t.Errorf("after the lock: %s", rows[0])
@@ -270,7 +270,7 @@ func TestDatabaseDownIsUnavailableFastAndRecoversByItself(t *testing.T) {
 
 	pg.Start(t)
 	// The Loader pings about every second while the database is down.
-	waitFor(t, "the Loader's ping answered", func() bool { return !l.Stats().Down })
+	testsupport.Eventually(t, 5*time.Second, "the Loader's ping answered", func() bool { return !l.Stats().Down })
 	if rows := mustLoad(t, l, m, ids(t, m, "7")); string(rows[0]) != itemJSON(7) {
 		t.Errorf("after restart: %s", rows[0])
 	}

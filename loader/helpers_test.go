@@ -161,18 +161,6 @@ func mustLoad(t testing.TB, l *Loader, m *Model, ids []ID) [][]byte {
 	return rows
 }
 
-// waitFor polls cond until it holds, and fails the test after 5 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // lockTable takes an ACCESS EXCLUSIVE lock on table in a transaction of its
 // own, so that queries of the table wait, and returns the function that
 // releases it.

@@ -265,7 +265,7 @@ func TestCallerCancelReturnsEarlyWithoutBreakingTheBatch(t *testing.T) {
 		_, err := l.Load(ctx, m, first)
 		canceled <- err
 	}()
-	waitFor(t, "the first Load has joined", func() bool { return l.Stats().IDs == 2 })
+	testsupport.Eventually(t, 5*time.Second, "the first Load has joined", func() bool { return l.Stats().IDs == 2 })
 	other := make(chan [][]byte, 1)
 	go func() {
 		rows, err := load(l, m, second)
@@ -274,7 +274,7 @@ func TestCallerCancelReturnsEarlyWithoutBreakingTheBatch(t *testing.T) {
 		}
 		other <- rows
 	}()
-	waitFor(t, "the second Load has joined", func() bool { return l.Stats().IDs == 4 })
+	testsupport.Eventually(t, 5*time.Second, "the second Load has joined", func() bool { return l.Stats().IDs == 4 })
 
 	start := time.Now()
 	cancel()
@@ -303,7 +303,7 @@ func TestCloseFailsWaitingLoadsAndLaterOnes(t *testing.T) {
 		_, err := load(l, m, one)
 		waiting <- err
 	}()
-	waitFor(t, "the Load has joined a batch", func() bool { return l.Stats().IDs == 1 })
+	testsupport.Eventually(t, 5*time.Second, "the Load has joined a batch", func() bool { return l.Stats().IDs == 1 })
 	l.Close()
 	if err := <-waiting; !errors.Is(err, ErrClosed) {
 		t.Errorf("Load waiting at Close: %v, want ErrClosed", err)
@@ -337,7 +337,7 @@ func TestCloseEndsEveryGoroutineItStarted(t *testing.T) {
 		t.Errorf("%d goroutines with an open Loader, %d before: where are the dispatchers?", during, before)
 	}
 	l.Close()
-	waitFor(t, "the goroutines are gone", func() bool { return runtime.NumGoroutine() <= before })
+	testsupport.Eventually(t, 5*time.Second, "the goroutines are gone", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // TestUUIDIDsAreOnlyTheTextPostgreSQLPrints: an upper-case uuid would be a
@@ -476,6 +476,6 @@ func TestCountersNameEveryCounter(t *testing.T) {
 	if c := l.Counters(); c["db_canceled"] != 1 || c["db_rows"] != 2 {
 		t.Errorf("Counters() = %v; want db_canceled 1, db_rows 2", c)
 	}
-	waitFor(t, "the canceled Load's batch is dropped", func() bool { return l.Stats().Abandoned == 1 })
+	testsupport.Eventually(t, 5*time.Second, "the canceled Load's batch is dropped", func() bool { return l.Stats().Abandoned == 1 })
 	check("after the canceled Load's batch was dropped")
 }

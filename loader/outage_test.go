@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/objcache/objcache/internal/testsupport"
 )
 
 // loadTimes runs each of loads in a goroutine of its own, the i-th after
@@ -200,7 +202,7 @@ func TestBatchesWhoseCallersHaveAllGoneAreNotQueried(t *testing.T) {
 	wg.Wait()
 	queued := l.Stats().IDsQueried // the batches taken for a query so far
 	unlock()
-	waitFor(t, "the query on the locked table ended", func() bool { _, calls := db.statements(t); return calls >= 1 })
+	testsupport.Eventually(t, 5*time.Second, "the query on the locked table ended", func() bool { _, calls := db.statements(t); return calls >= 1 })
 	time.Sleep(200 * time.Millisecond) // time for queries for nobody to run
 	if _, calls := db.statements(t); calls != 1 {
 		t.Errorf("%d queries after every caller had gone (%d ids were taken before); want only the one that was running", calls, queued)
@@ -232,12 +234,12 @@ func TestLoadsPastMaxQueuedFailAtOnce(t *testing.T) {
 		errs, _ := loadTimes(l, m, loads[:1], 0)
 		done <- errs
 	}()
-	waitFor(t, "the first batch's query holds the slot", func() bool { return l.Stats().Queries == 2 })
+	testsupport.Eventually(t, 5*time.Second, "the first batch's query holds the slot", func() bool { return l.Stats().Queries == 2 })
 	go func() {
 		errs, _ := loadTimes(l, m, loads[1:], 0)
 		done <- errs
 	}()
-	waitFor(t, "4 more batches are queued", func() bool { return l.Stats().IDs == 1+50 })
+	testsupport.Eventually(t, 5*time.Second, "4 more batches are queued", func() bool { return l.Stats().IDs == 1+50 })
 	for _, id := range []string{"51", "11 51"} { // a new id; one in a queued batch with a new one
 		start := time.Now()
 		_, err := load(l, m, ids(t, m, strings.Fields(id)...))
@@ -250,7 +252,7 @@ func TestLoadsPastMaxQueuedFailAtOnce(t *testing.T) {
 		_, err := load(l, m, ids(t, m, "11", "45"))
 		joined <- err
 	}()
-	waitFor(t, "the Load of queued ids joins their batches", func() bool { return l.Stats().Coalesced == 2 })
+	testsupport.Eventually(t, 5*time.Second, "the Load of queued ids joins their batches", func() bool { return l.Stats().Coalesced == 2 })
 	unlock()
 	for i, err := range append(<-done, <-done...) {
 		if err != nil {

@@ -258,5 +258,4 @@ func (r *Request) parseVerbosity(n int) {
 	}
 	r.Command = CmdVerbosity
 	r.Level = level
-	r.Args = append(r.Args, r.tokens[1])
 }

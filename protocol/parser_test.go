@@ -38,6 +38,7 @@ type parsed struct {
 	Bytes   int
 	Cas     uint64
 	Delta   uint64
+	Level   uint32
 	NoReply bool
 	Unlink  bool
 	Fwd     string // AppendForward() of a valid request; Line of an error
@@ -48,7 +49,7 @@ type parsed struct {
 func snapshot(r *Request) parsed {
 	p := parsed{
 		Cmd: r.Command, Flags: r.Flags, Exptime: r.Exptime, Bytes: r.Bytes,
-		Cas: r.Cas, Delta: r.Delta, NoReply: r.NoReply, Unlink: r.Unlink,
+		Cas: r.Cas, Delta: r.Delta, Level: r.Level, NoReply: r.NoReply, Unlink: r.Unlink,
 		Fwd: string(r.AppendForward(nil)), Reply: string(r.Reply),
 	}
 	if r.Command == CmdError {
@@ -368,11 +369,11 @@ func TestParseOtherCommands(t *testing.T) {
 
 		{"version", "version\r\n", []parsed{{Cmd: CmdVersion, Fwd: "version"}}},
 		{"version ignores arguments", "version foo\r\n", []parsed{{Cmd: CmdVersion, Fwd: "version"}}},
-		{"verbosity", "verbosity 1\r\n", []parsed{{Cmd: CmdVerbosity, Args: keys("1"), Fwd: "verbosity 1"}}},
+		{"verbosity", "verbosity 1\r\n", []parsed{{Cmd: CmdVerbosity, Level: 1, Fwd: "verbosity 1"}}},
 		{"verbosity noreply", "verbosity 1 noreply\r\n",
-			[]parsed{{Cmd: CmdVerbosity, Args: keys("1"), NoReply: true, Fwd: "verbosity 1"}}},
+			[]parsed{{Cmd: CmdVerbosity, Level: 1, NoReply: true, Fwd: "verbosity 1"}}},
 		{"verbosity ignores a second argument", "verbosity 1 2\r\n",
-			[]parsed{{Cmd: CmdVerbosity, Args: keys("1"), Fwd: "verbosity 1"}}},
+			[]parsed{{Cmd: CmdVerbosity, Level: 1, Fwd: "verbosity 1"}}},
 		{"verbosity with non-numeric level", "verbosity abc\r\n", []parsed{fails(badFormat, "verbosity abc")}},
 		{"verbosity with only noreply is silent", "verbosity noreply\r\n",
 			[]parsed{failsSilently("verbosity noreply")}},

@@ -80,9 +80,9 @@ type Request struct {
 	// Keys are the request's keys, slices of Line. For gat/gats they follow
 	// the exptime.
 	Keys [][]byte
-	// Args are the tokens after the command for verbosity (its level) and
-	// stats (slices of Line, noreply excluded). flush_all's delay is in
-	// Exptime.
+	// Args are the tokens after stats (slices of Line, noreply
+	// excluded). flush_all's delay is in Exptime, verbosity's level in
+	// Level.
 	Args    [][]byte
 	Flags   uint32
 	Exptime int32

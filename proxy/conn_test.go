@@ -65,7 +65,7 @@ func TestClientThatDoesNotReadHoldsOneBatch(t *testing.T) {
 	if grown := int64(heapInUse().HeapInuse) - before; grown > 64<<20 {
 		t.Errorf("the proxy's heap grew by %d MiB for a client that reads nothing, want < 64 MiB", grown>>20)
 	}
-	eventually(t, 10*time.Second, "the client that reads nothing is disconnected", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "the client that reads nothing is disconnected", func() bool {
 		return srv.Stats().CurrConnections.Load() == 0
 	})
 }

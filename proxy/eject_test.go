@@ -161,7 +161,7 @@ func TestUnreachableNodeRejoinsFlushed(t *testing.T) {
 	c.Expect("STORED\r\n")
 
 	ms[0].Pause()
-	eventually(t, 5*time.Second, "the paused node is ejected", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "the paused node is ejected", func() bool {
 		c.Send("get " + key + "\r\n")
 		line := c.ReadLine()
 		if line == "VALUE "+key+" 0 3" {
@@ -176,7 +176,7 @@ func TestUnreachableNodeRejoinsFlushed(t *testing.T) {
 	c.ReadLine() // DELETED or NOT_FOUND: the other node may never have had it
 
 	ms[0].Resume()
-	eventually(t, 5*time.Second, "the node rejoins", func() bool { return srv.Stats().EjectedNodes.Load() == 0 })
+	testsupport.Eventually(t, 5*time.Second, "the node rejoins", func() bool { return srv.Stats().EjectedNodes.Load() == 0 })
 	c.Send("get " + key + "\r\n")
 	c.Expect("END\r\n") // the node was flushed: "old" is gone
 
@@ -204,13 +204,13 @@ func TestRestartedNodeRejoinsWithNewConnections(t *testing.T) {
 	}
 
 	ms[0].Kill()
-	eventually(t, 5*time.Second, "the killed node is ejected", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "the killed node is ejected", func() bool {
 		conns[0].Send("get " + key + "\r\n")
 		conns[0].ReadLine() // SERVER_ERROR, then END from the next node
 		return srv.Stats().EjectedNodes.Load() == 1
 	})
 	ms[0].Restart(t)
-	eventually(t, 5*time.Second, "the node rejoins", func() bool { return srv.Stats().EjectedNodes.Load() == 0 })
+	testsupport.Eventually(t, 5*time.Second, "the node rejoins", func() bool { return srv.Stats().EjectedNodes.Load() == 0 })
 	for i, c := range conns {
 		c.Send("get " + key + "\r\n")
 		if line := c.ReadLine(); line != "END" {
@@ -244,7 +244,7 @@ func TestPipesRedialAtOnceAfterARestart(t *testing.T) {
 		if line := c.ReadLine(); line != "END" && line != "SERVER_ERROR backend unavailable" {
 			t.Fatalf("client connection %d: first get after the restart = %q", i, line)
 		}
-		eventually(t, 2*time.Second, "the pipe reconnected", func() bool {
+		testsupport.Eventually(t, 2*time.Second, "the pipe reconnected", func() bool {
 			c.Send("get " + key + "\r\n")
 			return c.ReadLine() == "END" // the restarted node is empty
 		})
@@ -281,7 +281,7 @@ func TestIdleClosedConnectionsDoNotEjectAHealthyNode(t *testing.T) {
 	for i := range conns {
 		conns[i] = dialQuick(t, addr)
 	}
-	eventually(t, 10*time.Second, "the node closes the proxy's idle connections", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "the node closes the proxy's idle connections", func() bool {
 		return nodeStat(t, ms[0].Addr, "idle_kicks") >= 2
 	})
 	time.Sleep(200 * time.Millisecond)
@@ -372,7 +372,7 @@ func TestNodeOfOneClientConnectionIsEjected(t *testing.T) {
 	ms[0].Pause()
 	t.Cleanup(ms[0].Resume)
 	failed := 0
-	eventually(t, 3*time.Second, "the paused node is ejected", func() bool {
+	testsupport.Eventually(t, 3*time.Second, "the paused node is ejected", func() bool {
 		c.Send("get " + key + "\r\n")
 		if line := c.ReadLine(); line != "END" {
 			failed++
@@ -399,7 +399,7 @@ func TestFanoutSkipsEjectedNodes(t *testing.T) {
 	c := dialQuick(t, addr)
 	ms[0].Pause()
 	t.Cleanup(ms[0].Resume)
-	eventually(t, 10*time.Second, "the paused node is ejected", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "the paused node is ejected", func() bool {
 		c.Send("get " + out + "\r\n")
 		c.ReadLine() // SERVER_ERROR backend timeout, or END from the next node
 		return srv.Stats().EjectedNodes.Load() == 1
@@ -444,7 +444,7 @@ func TestNodeThatRefusesFlushStaysOutAndIsReported(t *testing.T) {
 	ejectByPause := func() {
 		refuses.Pause()
 		defer refuses.Resume()
-		eventually(t, 5*time.Second, "the paused node is ejected", func() bool {
+		testsupport.Eventually(t, 5*time.Second, "the paused node is ejected", func() bool {
 			c.Send("get " + key + "\r\n")
 			c.ReadLine() // SERVER_ERROR, or END from the next node
 			return srv.Stats().EjectedNodes.Load() == 1
@@ -452,7 +452,7 @@ func TestNodeThatRefusesFlushStaysOutAndIsReported(t *testing.T) {
 	}
 	const msg = "backend answers but refuses flush_all; it stays out"
 	ejectByPause()
-	eventually(t, 5*time.Second, "the refusal is logged", func() bool { return logs.count(slog.LevelWarn, msg) == 1 })
+	testsupport.Eventually(t, 5*time.Second, "the refusal is logged", func() bool { return logs.count(slog.LevelWarn, msg) == 1 })
 	time.Sleep(500 * time.Millisecond) // about ten more probes
 	if n := logs.count(slog.LevelWarn, msg); n != 1 {
 		t.Errorf("the refusal is logged at Warn %d times over ten probes, want once", n)
@@ -465,7 +465,7 @@ func TestNodeThatRefusesFlushStaysOutAndIsReported(t *testing.T) {
 	refuses.Pause()
 	time.Sleep(time.Second)
 	refuses.Resume()
-	eventually(t, 5*time.Second, "the refusal is logged again", func() bool { return logs.count(slog.LevelWarn, msg) == 2 })
+	testsupport.Eventually(t, 5*time.Second, "the refusal is logged again", func() bool { return logs.count(slog.LevelWarn, msg) == 2 })
 	if got := srv.Stats().EjectedNodes.Load(); got != 1 {
 		t.Errorf("%d nodes ejected, want the node that refuses flush_all still out", got)
 	}

@@ -28,7 +28,7 @@ func TestConnectionsOverTheLimitAreRefusedAsMemcachedDoes(t *testing.T) {
 		t.Fatalf("connection over the limit got %q, want memcached's refusal", got)
 	}
 	open[0].Close()
-	eventually(t, 5*time.Second, "a connection is accepted again after one closed", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "a connection is accepted again after one closed", func() bool {
 		return srv.Stats().CurrConnections.Load() < 3
 	})
 	c := testsupport.Dial(t, addr)
@@ -71,7 +71,7 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	ms[0].Pause()
 	sent := srv.Stats().BackendRequests.Load()
 	busy.Send("get k\r\n")
-	eventually(t, 5*time.Second, "the get is in flight", func() bool { return srv.Stats().BackendRequests.Load() > sent })
+	testsupport.Eventually(t, 5*time.Second, "the get is in flight", func() bool { return srv.Stats().BackendRequests.Load() > sent })
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
 
@@ -113,7 +113,7 @@ func TestShutdownClosesWhatIsLeftWhenItsContextEnds(t *testing.T) {
 	t.Cleanup(ms[0].Resume)
 	sent := srv.Stats().BackendRequests.Load()
 	busy.Send("get k\r\n")
-	eventually(t, 5*time.Second, "the get is in flight", func() bool { return srv.Stats().BackendRequests.Load() > sent })
+	testsupport.Eventually(t, 5*time.Second, "the get is in flight", func() bool { return srv.Stats().BackendRequests.Load() > sent })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -144,7 +144,7 @@ func TestTwoThousandIdleConnectionsDoNotStopService(t *testing.T) {
 		}
 		idle = append(idle, c)
 	}
-	eventually(t, 10*time.Second, "2000 connections accepted", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "2000 connections accepted", func() bool {
 		return srv.Stats().CurrConnections.Load() >= 2000
 	})
 	c := testsupport.Dial(t, addr)
@@ -166,7 +166,7 @@ func TestFullBackendQueueAnswersServerError(t *testing.T) {
 	ms[0].Pause()
 	sent := srv.Stats().BackendRequests.Load()
 	c.Send(strings.Repeat("get k\r\n", 10))
-	eventually(t, 5*time.Second, "the queue fills", func() bool { return srv.Stats().BackendRequests.Load() >= sent+4 })
+	testsupport.Eventually(t, 5*time.Second, "the queue fills", func() bool { return srv.Stats().BackendRequests.Load() >= sent+4 })
 	ms[0].Resume()
 	// The queue holds 4; the connection's reader holds one more while it
 	// waits for its reply.

@@ -94,7 +94,7 @@ func TestGatServesObjectsAsGetAndTouchesPlainKeys(t *testing.T) {
 	if ttl := nodeTTL(t, e.nodes[pickNode(t, e, "User:8")].Addr, "User:8"); ttl < 50 || ttl > 60 {
 		t.Errorf("after gat 100, User:8 lives %ds, want the model's ttl (60s)", ttl)
 	}
-	eventually(t, 5*time.Second, "gat answered by the hot tier", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "gat answered by the hot tier", func() bool {
 		c.Send("gats 100 User:8\r\n")
 		readGets(t, c, "User:8")
 		return readStats(t, c)["hot_hits"] != "0"

@@ -68,7 +68,7 @@ func TestGetsOfAFilledRowAnswersTheCASItsNodeHolds(t *testing.T) {
 		if want == 0 || cas != want {
 			t.Errorf("gets %s after its fill: CAS %d, the node holds %d", key, cas, want)
 		}
-		eventually(t, 5*time.Second, key+" answered by the hot tier", func() bool {
+		testsupport.Eventually(t, 5*time.Second, key+" answered by the hot tier", func() bool {
 			before := readStats(t, c)["hot_hits"]
 			c.Send("gets " + key + "\r\n")
 			_, cas = readGets(t, c, key)

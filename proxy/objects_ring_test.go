@@ -36,7 +36,7 @@ func ejectNode(t *testing.T, e *objectEnv, i int) {
 	}
 	plain := keysOn(ringOf(t, addrs), i, "plain", 1)[0]
 	c := dialQuick(t, e.addr)
-	eventually(t, 10*time.Second, fmt.Sprintf("node %d is ejected", i), func() bool {
+	testsupport.Eventually(t, 10*time.Second, fmt.Sprintf("node %d is ejected", i), func() bool {
 		c.Send("get " + plain + "\r\n")
 		for line := c.ReadLine(); line != "END" && !strings.HasPrefix(line, "SERVER_ERROR"); line = c.ReadLine() {
 		}
@@ -48,7 +48,7 @@ func ejectNode(t *testing.T, e *objectEnv, i int) {
 func rejoinNode(t *testing.T, e *objectEnv, i int) {
 	t.Helper()
 	e.nodes[i].Resume()
-	eventually(t, 10*time.Second, fmt.Sprintf("node %d rejoins", i), func() bool {
+	testsupport.Eventually(t, 10*time.Second, fmt.Sprintf("node %d rejoins", i), func() bool {
 		return e.srv.Stats().EjectedNodes.Load() == 0
 	})
 }

@@ -128,7 +128,7 @@ func (e *objectEnv) closeGate(t *testing.T) (waiting, open func()) {
 	}
 	waiting = func() {
 		t.Helper()
-		eventually(t, 5*time.Second, "a GatedUser query waits at the gate", func() bool {
+		testsupport.Eventually(t, 5*time.Second, "a GatedUser query waits at the gate", func() bool {
 			var n int
 			err := e.db.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
 				WHERE locktype = 'advisory' AND NOT granted
@@ -575,7 +575,7 @@ func TestStatsShowTheObjectPath(t *testing.T) {
 	}
 	// The hot tier applies its inserts asynchronously: User:1 is answered
 	// by its node until the insert lands.
-	eventually(t, 5*time.Second, "User:1 answered by the hot tier", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "User:1 answered by the hot tier", func() bool {
 		c.Send("get User:1\r\n")
 		for c.ReadLine() != "END" {
 		}

@@ -135,7 +135,7 @@ func TestWritersReadTheirOwnWritesUnderConcurrentReaders(t *testing.T) {
 // does not within a few seconds.
 func hotHit(t *testing.T, c *testsupport.Conn, key, want string) {
 	t.Helper()
-	eventually(t, 5*time.Second, key+" answered by the hot tier", func() bool {
+	testsupport.Eventually(t, 5*time.Second, key+" answered by the hot tier", func() bool {
 		before := readStats(t, c)["hot_hits"]
 		c.Send("get " + key + "\r\n")
 		if got := readValue(t, c, key); got != want {

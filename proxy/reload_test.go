@@ -146,7 +146,7 @@ func TestReloadKeepsAnEjectedNodeOutUntilItIsFlushed(t *testing.T) {
 		}
 	}
 	check("right after the reload")
-	eventually(t, 5*time.Second, "the node rejoins", func() bool { return srv.Stats().EjectedNodes.Load() == 0 })
+	testsupport.Eventually(t, 5*time.Second, "the node rejoins", func() bool { return srv.Stats().EjectedNodes.Load() == 0 })
 	check("after the rejoin")
 	for _, k := range ks {
 		if reply, _ := nodeCommand(ms[1].Addr, "get "+k+"\r\n", "END\r\n"); reply != "END\r\n" {
@@ -166,7 +166,7 @@ func ejectAndWriteAround(t *testing.T, srv *proxy.Server, c *testsupport.Conn, m
 	t.Helper()
 	m.Pause()
 	defer m.Resume()
-	eventually(t, 5*time.Second, "the paused node is ejected", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "the paused node is ejected", func() bool {
 		c.Send("get " + ks[0] + "\r\n")
 		if c.ReadLine() == "VALUE "+ks[0]+" 0 3" {
 			c.ReadLine()
@@ -286,7 +286,7 @@ func TestRetiredTopologyClosesItsLoader(t *testing.T) {
 	if got, want := <-slow, valueReplyOf("User:1", `{"id":1}`)+"END\r\n"; got != want {
 		t.Errorf("get of a load under way during the reload = %q, want %q", got, want)
 	}
-	eventually(t, 5*time.Second, "the first loader is closed", func() bool { return first.closed.Load() > 0 })
+	testsupport.Eventually(t, 5*time.Second, "the first loader is closed", func() bool { return first.closed.Load() > 0 })
 	if n := first.lateLoads.Load(); n != 0 {
 		t.Errorf("the first loader was closed while %d loads used it", n)
 	}
@@ -324,7 +324,7 @@ func TestReloadKeepsTheHotTier(t *testing.T) {
 	cfg.HotTier = proxy.HotTier{MaxBytes: 1 << 20, TTL: time.Minute}
 	srv, addr := startProxy(t, addrs, func(c *proxy.Config) { *c = cfg })
 	c := dialQuick(t, addr)
-	eventually(t, 5*time.Second, "User:1 is in the hot tier", func() bool { return gotFromHotTier(t, c, "User:1") })
+	testsupport.Eventually(t, 5*time.Second, "User:1 is in the hot tier", func() bool { return gotFromHotTier(t, c, "User:1") })
 
 	if err := srv.Reload(cfg); err != nil {
 		t.Fatal(err)
@@ -394,7 +394,7 @@ func TestReloadWithANodeStillDown(t *testing.T) {
 	ms[1].Kill()
 	c := dialQuick(t, addr)
 	key := keysOn(ringOf(t, addrs), 1, "down", 1)[0]
-	eventually(t, 5*time.Second, "the killed node is ejected", func() bool {
+	testsupport.Eventually(t, 5*time.Second, "the killed node is ejected", func() bool {
 		c.Send("get " + key + "\r\n")
 		c.ReadLine()
 		return srv.Stats().EjectedNodes.Load() == 1

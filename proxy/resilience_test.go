@@ -70,19 +70,6 @@ func expectServerError(t *testing.T, c *testsupport.Conn, what string) string {
 	return line
 }
 
-// eventually polls try every 50ms until it returns true or the deadline
-// passes, and fails the test then.
-func eventually(t *testing.T, within time.Duration, what string, try func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !try() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // tryGet sends "get key" and reports whether the answer is value; a
 // SERVER_ERROR answer is a no, anything else fails the test.
 func tryGet(t *testing.T, c *testsupport.Conn, key, value string) bool {
@@ -155,7 +142,7 @@ func TestDownBackendFailsOnlyItsKeys(t *testing.T) {
 
 	ms[dead].Restart(t)
 	t.Run("after a restart its keys work again", func(t *testing.T) {
-		eventually(t, 5*time.Second, "the restarted node answering", func() bool {
+		testsupport.Eventually(t, 5*time.Second, "the restarted node answering", func() bool {
 			c.Send(setCmd(deadKeys[0], "back"))
 			line := c.ReadLine()
 			if strings.HasPrefix(line, "SERVER_ERROR ") {
@@ -270,7 +257,7 @@ func TestStalledBackendTimesOut(t *testing.T) {
 		check(t, addr, stalledKeys, liveKey)
 
 		ms[1].Resume()
-		eventually(t, 5*time.Second, "the resumed node answering", func() bool {
+		testsupport.Eventually(t, 5*time.Second, "the resumed node answering", func() bool {
 			return tryGet(t, c, stalledKeys[0], "kept")
 		})
 	})
@@ -311,7 +298,7 @@ func heapGrowth(t *testing.T, srv *proxy.Server, load func()) (retained, peak in
 	load()
 	close(stop)
 	top := <-sampled
-	eventually(t, 10*time.Second, "the server closing its connections", func() bool {
+	testsupport.Eventually(t, 10*time.Second, "the server closing its connections", func() bool {
 		return srv.Stats().CurrConnections.Load() == 0
 	})
 	after := heapInUse()

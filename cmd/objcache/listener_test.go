@@ -93,7 +93,7 @@ func TestSilentConnectionsCountAndAreClosedWhenIdle(t *testing.T) {
 		t.Cleanup(func() { nc.Close() })
 		silent[i] = nc
 	}
-	waitFor(t, 2*time.Second, "5 silent connections counted", func() bool { return srv.Stats().CurrConnections.Load() == 5 })
+	testsupport.Eventually(t, 2*time.Second, "5 silent connections counted", func() bool { return srv.Stats().CurrConnections.Load() == 5 })
 	if got := refusal(t, addr, "get a\r\n"); got != "ERROR Too many open connections\r\n" {
 		t.Errorf("a sixth connection got %q, want memcached's refusal", got)
 	}
@@ -109,7 +109,7 @@ func TestSilentConnectionsCountAndAreClosedWhenIdle(t *testing.T) {
 	if d := time.Since(start); d > matchTimeout+2*time.Second+time.Second {
 		t.Errorf("silent connections closed after %v, want within %v (match timeout and idle_timeout)", d, matchTimeout+2*time.Second)
 	}
-	waitFor(t, 2*time.Second, "the closed connections uncounted", func() bool { return srv.Stats().CurrConnections.Load() == 0 })
+	testsupport.Eventually(t, 2*time.Second, "the closed connections uncounted", func() bool { return srv.Stats().CurrConnections.Load() == 0 })
 	c := testsupport.Dial(t, addr)
 	c.Send("get a\r\n")
 	c.Expect("END\r\n")
@@ -127,7 +127,7 @@ func TestOverTheLimitClientsReadTheRefusal(t *testing.T) {
 	open = append(open, testsupport.Dial(t, addr))
 	open[2].Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") // keep-alive: stays open
 	open[2].Expect("HTTP/1.1 200 OK\r\n")
-	waitFor(t, 2*time.Second, "3 connections counted", func() bool { return srv.Stats().CurrConnections.Load() == 3 })
+	testsupport.Eventually(t, 2*time.Second, "3 connections counted", func() bool { return srv.Stats().CurrConnections.Load() == 3 })
 
 	var wg sync.WaitGroup
 	got := make([]string, 20)
@@ -148,7 +148,7 @@ func TestOverTheLimitClientsReadTheRefusal(t *testing.T) {
 		t.Errorf("rejected_connections = %d, want 20", n)
 	}
 	open[0].Close()
-	waitFor(t, 2*time.Second, "a closed connection uncounted", func() bool { return srv.Stats().CurrConnections.Load() == 2 })
+	testsupport.Eventually(t, 2*time.Second, "a closed connection uncounted", func() bool { return srv.Stats().CurrConnections.Load() == 2 })
 	c := testsupport.Dial(t, addr)
 	c.Send("get a\r\n")
 	c.Expect("END\r\n")
@@ -182,13 +182,4 @@ func refusalOrErr(addr, send string) string {
 		return fmt.Sprintf("error: after %q: %v", b, err)
 	}
 	return string(b)
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, what)
-		}
-	}
 }
