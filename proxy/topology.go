@@ -53,11 +53,11 @@ func (s *Server) newTopology(cfg Config, old *topology) (*topology, error) {
 		n.index, n.health = i, t.health
 		t.nodes = append(t.nodes, n)
 	}
-	// Every node exists before any starts: a node that cannot be reached
-	// is ejected while it starts, and ejection reads t.nodes.
 	if old != nil {
 		carryEjections(old, t)
 	}
+	// Every node exists before any starts: a node that cannot be reached
+	// is ejected while it starts, and ejection reads t.nodes.
 	var starting sync.WaitGroup
 	for _, n := range t.nodes {
 		starting.Add(1)
