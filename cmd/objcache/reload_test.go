@@ -26,18 +26,7 @@ func TestReloadBySIGHUPAndPOST(t *testing.T) {
 	b := testsupport.StartMemcached(t)
 	listen, path, write := configFile(t, "")
 	write("backends: [" + a.Addr + "]\n")
-	c, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(path) }, log) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	serveFile(t, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	var mc *testsupport.Conn
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -121,18 +110,7 @@ func TestReloadAddsAModel(t *testing.T) {
 	}
 	listen, path, write := configFile(t, "backends: ["+m.Addr+"]\n")
 	write("")
-	c, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(path) }, log) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	serveFile(t, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	mc := dialEventually(t, listen)
 	mc.Send("get User:1\r\n")
 	mc.Expect("END\r\n") // a plain key: nothing there
@@ -208,6 +186,25 @@ func configFile(t *testing.T, head string) (listen, path string, write func(body
 	}
 }
 
+// serveFile serves the config file at path, reloading it from there, until
+// the test ends; serveConfig must then return nil.
+func serveFile(t *testing.T, path string, log *slog.Logger) {
+	t.Helper()
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(path) }, log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveConfig: %v", err)
+		}
+	})
+}
+
 // TestReloadOfBackendsWorksWhileTheDatabaseIsDown: a reload that keeps the
 // database, its limits and the models keeps the loader, so it neither
 // reconnects nor needs PostgreSQL: a memcached node can be replaced during
@@ -228,18 +225,7 @@ func TestReloadOfBackendsWorksWhileTheDatabaseIsDown(t *testing.T) {
 	models := "postgres: \"" + dsn + "\"\nmodels:\n  User: {table: users, key: id, ttl: 1m, negative_ttl: 1m}\n"
 	listen, path, write := configFile(t, models)
 	write("backends: [" + a.Addr + "]\n")
-	c, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(path) }, log) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	serveFile(t, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	mc := dialEventually(t, listen)
 	mc.Send("get User:1\r\n")
 	mc.Expect("VALUE User:1 0 21\r\n{\"id\":1,\"name\":\"ada\"}\r\nEND\r\n")

@@ -43,20 +43,7 @@ func startFromFile(t *testing.T, body string) *objcacheFromFile {
 	}
 	o.head = fmt.Sprintf("listen: %s\nbackends: [%s]\npostgres: %q\n", o.addr, m.Addr, dsn)
 	o.write(t, body)
-	c, err := loadConfig(o.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(o.logs, nil))
-	go func() { done <- serveConfig(ctx, c, func() (config, error) { return loadConfig(o.path) }, log) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serveConfig: %v", err)
-		}
-	})
+	serveFile(t, o.path, slog.New(slog.NewTextHandler(o.logs, nil)))
 	dialEventually(t, o.addr).Close()
 	return o
 }
