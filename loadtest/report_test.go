@@ -188,17 +188,7 @@ func TestPartialRunIsLabelledSo(t *testing.T) {
 		res  *Result
 		want bool
 	}{{partial, true}, {fakeResult(0, 1000, 1, 10*time.Second), false}} {
-		rep := &Report{Config: cfg, Result: tt.res}
-		var table, js, page bytes.Buffer
-		if err := rep.WriteTable(&table); err != nil {
-			t.Fatal(err)
-		}
-		if err := rep.WriteJSON(&js); err != nil {
-			t.Fatal(err)
-		}
-		if err := rep.WriteHTML(&page); err != nil {
-			t.Fatal(err)
-		}
+		table, js, page := writeAll(t, &Report{Config: cfg, Result: tt.res})
 		var got struct {
 			Partial *bool `json:"partial"`
 		}
@@ -211,6 +201,22 @@ func TestPartialRunIsLabelledSo(t *testing.T) {
 				tt.want, strings.HasPrefix(table.String(), note), strings.Contains(page.String(), note), tt.want, table.String())
 		}
 	}
+}
+
+// writeAll renders rep as the table, the JSON and the HTML page.
+func writeAll(t *testing.T, rep *Report) (table, js, page *bytes.Buffer) {
+	t.Helper()
+	table, js, page = new(bytes.Buffer), new(bytes.Buffer), new(bytes.Buffer)
+	if err := rep.WriteTable(table); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSON(js); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(page); err != nil {
+		t.Fatal(err)
+	}
+	return table, js, page
 }
 
 // lagged returns r with a send lag of lag µs and an observed latency of
@@ -228,17 +234,7 @@ func TestReportsFlagHarnessLimitedSteps(t *testing.T) {
 		{Rate: 200, Result: lagged(fakeResult(200, 400, 1, 2*time.Second), 1500), HarnessLimited: true,
 			Why: "harness-limited: send lag p99 1.5ms > 10% of the objective"},
 	}}
-	rep := &Report{Config: Config{Addr: "a:1", Mix: Mix{Get: 1}}, Result: rr.Best(), Ramp: rr}
-	var table, js, page bytes.Buffer
-	if err := rep.WriteTable(&table); err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.WriteJSON(&js); err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.WriteHTML(&page); err != nil {
-		t.Fatal(err)
-	}
+	table, js, page := writeAll(t, &Report{Config: Config{Addr: "a:1", Mix: Mix{Get: 1}}, Result: rr.Best(), Ramp: rr})
 	for _, want := range []string{"observed p99", "no: harness-limited: send lag p99 1.5ms", "holds at least 100 req/s at p99 < 10ms"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
