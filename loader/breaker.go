@@ -53,10 +53,7 @@ func (l *Loader) trip(cause error) {
 func (l *Loader) probe(o *outage) {
 	defer l.wg.Done()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.QueryTimeout)
-		err := l.pool.Ping(ctx)
-		cancel()
-		if err == nil {
+		if l.Ping(context.Background()) == nil {
 			l.down.CompareAndSwap(o, nil)
 			l.cfg.Logger.Info("database answers again", "down_for", time.Since(o.since).Round(time.Millisecond))
 			return

@@ -107,6 +107,9 @@ func resolve(ctx context.Context, pool *pgxpool.Pool, m *Model) (column, error) 
 	if m.KeyType, err = lookUpKey(ctx, pool, m.Name, &c, m.Key); err != nil {
 		return c, err
 	}
+	if c.relkind == "v" || c.relkind == "f" {
+		return c, nil // no index to look up; warnIfNotUnique says so
+	}
 	if err = pool.QueryRow(ctx, uniqueSQL, c.oid, c.attnum).Scan(&c.unique); err != nil {
 		return c, catalogError(m.Name, "look up the key's unique index", err)
 	}
