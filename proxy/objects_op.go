@@ -295,20 +295,11 @@ func (ob *objects) dispatchConditional(c *conn, o *op) {
 // peek reads key on its node with gets and returns what it holds, or the
 // line to answer when the read failed.
 func (ob *objects) peek(c *conn, key []byte) (tombstone.Seen, []byte) {
-	get := newGets(key)
+	get := newKeyCall(protocol.CmdGets, "gets", key)
 	defer get.release()
 	ob.t.nodes[ob.t.pick(key)].send(c.slot, get)
 	get.wait()
 	return seenOf(get)
-}
-
-// newGets returns the call "gets key".
-func newGets(key []byte) *call {
-	get := newCall(protocol.CmdGets)
-	get.req = append(get.req, "gets "...)
-	get.req = append(get.req, key...)
-	get.req = append(get.req, '\r', '\n')
-	return get
 }
 
 // seenOf returns what get, a gets of one key that has been answered, found
@@ -415,7 +406,7 @@ func (ob *objects) dispatchDelete(c *conn, o *op) {
 	n, set := ob.tombstoneCall(r.Keys[0])
 	o.kind = opDelete
 	if !r.NoReply {
-		get := newGets(r.Keys[0])
+		get := newKeyCall(protocol.CmdGets, "gets", r.Keys[0])
 		n.send(c.slot, get)
 		o.calls = append(o.calls, get)
 	}

@@ -104,12 +104,19 @@ func (c *conn) unlink(o *op) {
 		c.t.obj.unlink(c, o)
 		return
 	}
-	cl := newCall(protocol.CmdDelete)
-	cl.req = append(cl.req, "delete "...)
-	cl.req = append(cl.req, key...)
-	cl.req = append(cl.req, '\r', '\n')
+	cl := newKeyCall(protocol.CmdDelete, "delete", key)
 	cl.noreply = true
 	c.t.nodes[c.t.pick(key)].send(c.slot, cl)
+}
+
+// newKeyCall returns the call "verb key" of cmd.
+func newKeyCall(cmd protocol.Command, verb string, key []byte) *call {
+	cl := newCall(cmd)
+	cl.req = append(cl.req, verb...)
+	cl.req = append(cl.req, ' ')
+	cl.req = append(cl.req, key...)
+	cl.req = append(cl.req, '\r', '\n')
+	return cl
 }
 
 // appendForward appends the request as it is sent to a backend.
