@@ -21,8 +21,9 @@ type hotEntry struct {
 	flags   uint32
 	cas     uint64 // the CAS value the node had, for gets
 	data    []byte
-	expires time.Duration // on the tier's clock; set by put
-	epoch   uint32        // its key's epoch when it was read; set by put
+	expires time.Duration  // on the tier's clock; set by put
+	epoch   uint32         // its key's epoch when it was read; set by put
+	stripe  *atomic.Uint32 // its key's epoch counter; set by put
 }
 
 // entryOverhead is what an entry costs beyond its key and value bytes: the
@@ -98,7 +99,7 @@ func (h *hotTier) epoch(key []byte) uint32 { return h.stripe(key).Load() }
 // last drop of its stripe.
 func (h *hotTier) get(key []byte) (*hotEntry, bool) {
 	e, ok := h.cache.Get(key)
-	if !ok || time.Since(h.start) >= e.expires || h.stripe(key).Load() != e.epoch {
+	if !ok || time.Since(h.start) >= e.expires || e.stripe.Load() != e.epoch {
 		return nil, false
 	}
 	return e, true
@@ -115,7 +116,7 @@ func (h *hotTier) put(key []byte, e *hotEntry, epoch uint32) {
 	if stripe.Load() != epoch {
 		return
 	}
-	e.epoch = epoch
+	e.epoch, e.stripe = epoch, stripe
 	e.expires = time.Since(h.start) + h.ttl
 	cost := int64(len(e.data) + len(key) + entryOverhead)
 	h.cache.Set(key, e, cost) // ristretto keeps hashes of key, not key
