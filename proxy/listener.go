@@ -104,19 +104,16 @@ func (s *Server) refuse(nc net.Conn) {
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok && err == nil {
 		err = cw.CloseWrite()
 	}
-	select {
-	case s.lingering <- struct{}{}:
-	default:
-		err = errLingerFull
+	if err == nil {
+		select {
+		case s.lingering <- struct{}{}:
+			go s.linger(nc)
+			return
+		default: // too many refused connections closing already
+		}
 	}
-	if err != nil {
-		nc.Close()
-		return
-	}
-	go s.linger(nc)
+	nc.Close()
 }
-
-var errLingerFull = errors.New("proxy: too many refused connections closing")
 
 // linger is the goroutine of one refused connection; it ends when the
 // client closes or at nc's deadline.
