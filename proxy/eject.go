@@ -165,7 +165,7 @@ func (h *health) probe(i int) {
 		case <-h.stop:
 			return
 		}
-		if answered, err := h.flushIfAlive(n.addr); err != nil {
+		if answered, err := flushIfAlive(n.addr, h.t.cfg); err != nil {
 			if answered && !refusing {
 				h.s.cfg.Logger.Warn("backend answers but refuses flush_all; it stays out until a flush succeeds", "backend", n.addr, "err", err)
 			} else {
@@ -192,15 +192,9 @@ func (h *health) probe(i int) {
 	}
 }
 
-// flushIfAlive asks addr for its version and, when it answers, flushes it.
-// It reports whether addr answered the version, and why it was not
-// flushed.
-func (h *health) flushIfAlive(addr string) (answered bool, err error) {
-	return flushIfAlive(addr, h.t.cfg)
-}
-
 // flushIfAlive asks addr for its version and, when it answers, flushes it,
-// each bounded by cfg's timeouts.
+// each bounded by cfg's timeouts. It reports whether addr answered the
+// version, and why it was not flushed.
 func flushIfAlive(addr string, cfg Config) (answered bool, err error) {
 	conn, err := net.DialTimeout("tcp", addr, cfg.ConnectTimeout)
 	if err != nil {
