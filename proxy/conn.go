@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"sync/atomic"
 
@@ -30,7 +31,7 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	parser *protocol.Parser
-	slot   int         // which pipe of every node this connection uses
+	slot   int         // which pipe of every node this connection uses, modulo the node's pipes (node.send)
 	t      *topology   // the topology of the current batch
 	ops    []*op       // reused across batches
 	carry  bool        // ops[carried] was parsed but left for the next batch
@@ -44,7 +45,7 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		s:    s,
 		nc:   nc,
 		bw:   bufio.NewWriterSize(&deadlineWriter{conn: nc, lazyDeadline: lazyDeadline{timeout: s.cfg.WriteTimeout}}, 16<<10),
-		slot: int(id % uint64(s.cfg.BackendConnections)),
+		slot: int(id % math.MaxInt32), // not modulo BackendConnections: a reload may change it
 	}
 	var r io.Reader = nc
 	if s.cfg.IdleTimeout > 0 {
