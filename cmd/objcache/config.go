@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -219,12 +220,7 @@ func (c *config) validateDurations() error {
 			return fmt.Errorf("config: %s %v must not be negative", d.key, time.Duration(d.v))
 		}
 	}
-	names := make([]string, 0, len(c.Models))
-	for name := range c.Models {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(c.Models)) {
 		m := c.Models[name]
 		for _, d := range []struct {
 			key string

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/objcache/objcache/protocol"
 )
 
 // serveFlags are the flags of "objcache serve"; each set flag overrides the
@@ -48,8 +50,8 @@ var overrideFlags = []struct {
 	{"server-failure-limit", func(c *config) any { return &c.FailureLimit }, 2, "consecutive failures that eject a backend until it answers again (negative: never)"},
 	{"queue-size", func(c *config) any { return &c.QueueSize }, 4096, "requests queued per backend connection before SERVER_ERROR"},
 	{"queue-bytes", func(c *config) any { return &c.QueueBytes }, 16 << 20, "request `bytes` queued per backend connection before SERVER_ERROR"},
-	{"max-item-size", func(c *config) any { return &c.MaxItemSize }, 1 << 20, "largest value in `bytes`"},
-	{"max-line-length", func(c *config) any { return &c.MaxLineLength }, 64 << 10, "longest get line in `bytes`"},
+	{"max-item-size", func(c *config) any { return &c.MaxItemSize }, protocol.DefaultMaxItemSize, "largest value in `bytes`"},
+	{"max-line-length", func(c *config) any { return &c.MaxLineLength }, protocol.DefaultMaxLineLength, "longest get line in `bytes`"},
 	{"max-connections", func(c *config) any { return &c.MaxConnections }, 4096, "client connections, HTTP ones included; past it memcached's \"ERROR Too many open connections\""},
 	{"idle-timeout", func(c *config) any { return &c.IdleTimeout }, time.Duration(0), fmt.Sprintf("close client connections idle this long (0: never); one that sends nothing at all is closed after %v more", matchTimeout)},
 	{"write-timeout", func(c *config) any { return &c.WriteTimeout }, 30 * time.Second, "close a client connection that takes longer than this to read its replies"},
