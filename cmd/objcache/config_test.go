@@ -395,7 +395,7 @@ func TestEveryProxyAndLoaderSettingHasAKey(t *testing.T) {
 	c.Models = map[string]model{"User": {Table: "users", Key: "id"}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	notSettings := map[string]bool{"Loader": true, "Models": true, "Logger": true, "FillWithSet": true, "OnQuery": true}
-	for _, v := range []any{proxyConfig(c, []ring.Node{{Addr: "x:1"}}, nil, log), loaderConfig(c, log)} {
+	for _, v := range []any{proxyConfig(c, []ring.Node{{Addr: "x:1"}}, nil, log), loaderConfig(c)} {
 		rv := reflect.ValueOf(v)
 		for i := 0; i < rv.NumField(); i++ {
 			f := rv.Type().Field(i)

@@ -57,7 +57,7 @@ func TestLoaderConfigCarriesTheDatabaseSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := loaderConfig(c, nil)
+	got := loaderConfig(c)
 	want := loader.Config{DSN: "postgres://x", BatchWindow: time.Millisecond, MaxBatch: 50, MaxConns: 3, MaxInFlight: 2, QueryTimeout: 3 * time.Second}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("loaderConfig (-got +want):\n%s", diff)

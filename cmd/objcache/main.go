@@ -124,7 +124,7 @@ func serveConfig(ctx context.Context, c config, reread func() (config, error), l
 	if err != nil {
 		return err
 	}
-	r := &reloader{reread: reread, started: c, idsPerQuery: idsPerQuery, log: log, loader: ld, built: loaderConfig(c, nil)}
+	r := &reloader{reread: reread, started: c, idsPerQuery: idsPerQuery, log: log, loader: ld, built: loaderConfig(c)}
 	if r.srv, err = proxy.New(proxyConfig(c, nodes, ld, log)); err != nil {
 		if ld != nil {
 			ld.Close() // the Server owns its Loader only once New succeeds
@@ -190,7 +190,7 @@ type reloader struct {
 
 	mu     sync.Mutex     // serializes reloads; protects loader and built
 	loader *loader.Loader // the loader in use (nil without models); the Server owns it
-	built  loader.Config  // what loader was built from (loaderConfig without a logger)
+	built  loader.Config  // what loader was built from (loaderConfig)
 }
 
 // reload applies the current configuration, or refuses it (with a log line
@@ -216,7 +216,8 @@ func (r *reloader) apply() error {
 	if err != nil {
 		return err
 	}
-	ld, fresh, err := r.loaderFor(c)
+	built := loaderConfig(c)
+	ld, fresh, err := r.loaderFor(c, built)
 	if err != nil {
 		return err
 	}
@@ -228,19 +229,19 @@ func (r *reloader) apply() error {
 		}
 		return err
 	}
-	r.loader, r.built = ld, loaderConfig(c, nil)
+	r.loader, r.built = ld, built
 	for _, key := range needRestart(r.started, c) {
 		r.log.Warn("reload: a changed setting takes effect only at a restart", "setting", key)
 	}
 	return nil
 }
 
-// loaderFor returns the loader for c: the one in use when c asks for the
-// same database, limits and models (tables and keys), so that a reload
-// that changes only backends or ttls neither reconnects nor needs the
-// database to be up; a new one otherwise (fresh).
-func (r *reloader) loaderFor(c config) (ld *loader.Loader, fresh bool, err error) {
-	if reflect.DeepEqual(loaderConfig(c, nil), r.built) {
+// loaderFor returns the loader for c, whose loaderConfig is built: the one
+// in use when c asks for the same database, limits and models (tables and
+// keys), so that a reload that changes only backends or ttls neither
+// reconnects nor needs the database to be up; a new one otherwise (fresh).
+func (r *reloader) loaderFor(c config, built loader.Config) (ld *loader.Loader, fresh bool, err error) {
+	if reflect.DeepEqual(built, r.built) {
 		return r.loader, false, nil
 	}
 	ld, err = newLoader(context.Background(), c, r.log, r.idsPerQuery)
@@ -363,7 +364,8 @@ func newLoader(ctx context.Context, c config, log *slog.Logger, idsPerQuery prom
 	if c.Postgres == "" {
 		return nil, errors.New("config: models need a postgres connection URL (postgres: or --postgres)")
 	}
-	lc := loaderConfig(c, log)
+	lc := loaderConfig(c)
+	lc.Logger = log
 	lc.OnQuery = func(ids int) { idsPerQuery.Observe(float64(ids)) }
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -383,8 +385,8 @@ func newIDsPerQuery() prometheus.Histogram {
 }
 
 // loaderConfig maps the config file's postgres, database and models to the
-// loader's settings.
-func loaderConfig(c config, log *slog.Logger) loader.Config {
+// loader's settings; the Logger and OnQuery hook are newLoader's to set.
+func loaderConfig(c config) loader.Config {
 	db := c.Database
 	lc := loader.Config{
 		DSN:          c.Postgres,
@@ -394,7 +396,6 @@ func loaderConfig(c config, log *slog.Logger) loader.Config {
 		QueryTimeout: time.Duration(db.QueryTimeout),
 		BatchWindow:  time.Duration(db.BatchWindow),
 		MaxBatch:     db.MaxBatch,
-		Logger:       log,
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Models)) {
 		m := c.Models[name]
