@@ -71,14 +71,6 @@ func (p RampPlan) Steps() (int, error) {
 // Rate returns the rate of step i, counting from 0.
 func (p RampPlan) Rate(i int) float64 { return p.Start + float64(i)*p.Step }
 
-// holds reports whether res held the plan's objective, whether the
-// harness sent its requests too late (see RampPlan), and if it did not
-// hold, why.
-func (p RampPlan) holds(res *Result) (held, harnessLimited bool, why string) {
-	s := p.judge(res)
-	return s.Held, s.HarnessLimited, s.Why
-}
-
 // judge returns the step of res, Rate and Result aside: whether the target
 // kept the objective, whether the harness sent on time, and why not.
 func (p RampPlan) judge(res *Result) Step {

@@ -76,27 +76,27 @@ func TestRampStepFailsOnErrorsOrShortfall(t *testing.T) {
 		return r
 	}
 	ok := base()
-	if held, _, why := plan.holds(ok); !held {
-		t.Errorf("a clean step did not hold: %s", why)
+	if s := plan.judge(ok); !s.Held {
+		t.Errorf("a clean step did not hold: %s", s.Why)
 	}
 	errs := base()
 	errs.Errors = 2 // 0.2%
-	if held, _, _ := plan.holds(errs); held {
+	if plan.judge(errs).Held {
 		t.Error("a step with 0.2% errors held")
 	}
 	timeouts := base()
 	timeouts.Ops, timeouts.Timeouts = 998, 2
-	if held, _, _ := plan.holds(timeouts); held {
+	if plan.judge(timeouts).Held {
 		t.Error("a step with 0.2% timeouts held")
 	}
 	oneErr := base()
 	oneErr.Errors = 1 // 0.1%: at the limit
-	if held, _, why := plan.holds(oneErr); !held {
-		t.Errorf("a step with 0.1%% errors did not hold: %s", why)
+	if s := plan.judge(oneErr); !s.Held {
+		t.Errorf("a step with 0.1%% errors did not hold: %s", s.Why)
 	}
 	short := base()
 	short.Ops = 900
-	if held, _, _ := plan.holds(short); held {
+	if plan.judge(short).Held {
 		t.Error("a step that completed 90% of its rate held")
 	}
 }
@@ -228,7 +228,8 @@ func TestHarnessLimitedStepsSayWhoFailed(t *testing.T) {
 		res := &Result{Rate: 1000, Duration: time.Second, Ops: 1000, Latency: newHistogram(), SendLag: newHistogram()}
 		_ = res.Latency.RecordValues(tt.p99, 1000)
 		_ = res.SendLag.RecordValues(tt.lag, 1000)
-		held, limited, why := plan.holds(res)
+		s := plan.judge(res)
+		held, limited, why := s.Held, s.HarnessLimited, s.Why
 		if held != tt.held || limited != tt.limited || why != tt.why {
 			t.Errorf("p99 %dµs, lag %dµs: held %v, harness-limited %v, why %q; want %v, %v, %q", tt.p99, tt.lag, held, limited, why, tt.held, tt.limited, tt.why)
 		}

@@ -125,19 +125,17 @@ func (rep *Report) partialNote() string {
 }
 
 // lagP99 returns the p99 of r's send lag in µs, 0 without one.
-func lagP99(r *Result) int64 {
-	if r.SendLag == nil {
-		return 0
-	}
-	return r.SendLag.ValueAtPercentile(99)
-}
+func lagP99(r *Result) int64 { return p99(r.SendLag) }
 
 // observedP99 returns the p99 of r's observed latency in µs, 0 without one.
-func observedP99(r *Result) int64 {
-	if r.Observed == nil {
+func observedP99(r *Result) int64 { return p99(r.Observed) }
+
+// p99 returns h's p99, 0 for no histogram.
+func p99(h *hdrhistogram.Histogram) int64 {
+	if h == nil {
 		return 0
 	}
-	return r.Observed.ValueAtPercentile(99)
+	return h.ValueAtPercentile(99)
 }
 
 // histSummary lists h's percentiles ps and its maximum: "p50 1ms, ... max 3ms".

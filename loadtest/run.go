@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/objcache/objcache/protocol"
 )
 
 // Config describes a load test. Zero values mean the documented defaults.
@@ -87,9 +88,6 @@ func (cfg Config) Validate() error {
 	return err
 }
 
-// maxKeySize is the longest key memcached takes.
-const maxKeySize = 250
-
 // validate reports the first problem of a cfg with defaults applied, except
 // those of the key distribution and the mix, which newWorkload reports.
 func (cfg *Config) validate() error {
@@ -100,9 +98,9 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("loadtest: %d keys: need at least one", cfg.Keys)
 	case strings.IndexFunc(cfg.Prefix, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
 		return fmt.Errorf("loadtest: prefix %q: keys must not hold spaces or control characters", cfg.Prefix)
-	case len(cfg.Prefix)+len(strconv.Itoa(cfg.Keys)) > maxKeySize:
+	case len(cfg.Prefix)+len(strconv.Itoa(cfg.Keys)) > protocol.MaxKeyLength:
 		return fmt.Errorf("loadtest: key %.20s…%d is %d bytes long, more than memcached's %d", cfg.Prefix, cfg.Keys,
-			len(cfg.Prefix)+len(strconv.Itoa(cfg.Keys)), maxKeySize)
+			len(cfg.Prefix)+len(strconv.Itoa(cfg.Keys)), protocol.MaxKeyLength)
 	case !(cfg.Zipf >= 0) || math.IsInf(cfg.Zipf, 0): // NaN fails every comparison
 		return fmt.Errorf("loadtest: zipf θ %v: want a finite number ≥ 0 (0 is uniform)", cfg.Zipf)
 	case cfg.Hotspot && cfg.Zipf > 0:
