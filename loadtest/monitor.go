@@ -66,11 +66,12 @@ func (m *monitor) watch(ctx context.Context, done <-chan struct{}, abort func())
 			}
 		case <-ctxDone:
 			ctxDone = nil
-			m.atCut(ctx)
+			m.ph.cut.Store(time.Now().UnixNano()) // before the abort: the workers read it when they see it
 			if !aborted {
 				aborted = true
 				abort()
 			}
+			m.atCut(ctx)
 		}
 	}
 }
@@ -90,7 +91,7 @@ func (m *monitor) atMeasure(ctx context.Context) {
 
 // atEnd ends the measured time's last second and samples the stats after.
 func (m *monitor) atEnd(ctx context.Context) {
-	if now := time.Now(); now.Sub(m.prevAt) >= minSecond {
+	if m.ph.end.Sub(m.prevAt) >= minSecond {
 		m.progress(m.ph.end) // the line of the second that ends at the end
 	}
 	if m.r.cfg.Stats && m.before.taken {
@@ -98,11 +99,10 @@ func (m *monitor) atEnd(ctx context.Context) {
 	}
 }
 
-// atCut records that ctx ended the phase, before the workers are aborted
-// (they read it when they see the abort), and samples the stats of the
-// part measured.
+// atCut samples the stats of the part measured once ctx has ended the
+// phase and the workers were aborted, so that the sample counts no load
+// sent after the cut.
 func (m *monitor) atCut(ctx context.Context) {
-	m.ph.cut.Store(time.Now().UnixNano())
 	if m.r.cfg.Stats && m.before.taken && !m.after.taken {
 		m.after = takeStats(context.WithoutCancel(ctx), m.r.cfg.Addr) // ctx is done
 	}
