@@ -98,9 +98,10 @@ type connHealth interface {
 	// connFailed reports a connection that could not be made, on which a
 	// reply timed out, or that broke before it worked (see judge).
 	connFailed(err error)
-	// connRestored reports that a connection which worked broke and the
-	// dials after it connected again: the node closed an idle connection,
-	// or restarted, and is serving.
+	// connRestored reports that a connection which worked broke and one
+	// dialed after it has stayed open for workedAfter: the node closed an
+	// idle connection, or restarted, and is serving. (A reply says so
+	// sooner: each one resets the node's failures, see node.observe.)
 	connRestored()
 }
 
@@ -270,8 +271,8 @@ func (p *pipe) start(wg *sync.WaitGroup) {
 // It tells p.health about each connection once (see judge), never about
 // each call: the calls that a broken connection fails together are one
 // failure, and a connection that worked and then broke is judged by the
-// dials that follow it (each refused: a failure; connected: the node is
-// back).
+// dials that follow it (each refused, or closed before it worked: a
+// failure; one that stays open for workedAfter: the node is back, vouch).
 func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 	for {
 		if err != nil {
@@ -297,10 +298,28 @@ func (p *pipe) run(conn net.Conn, inflight chan *call, err error) {
 		if inflight = p.attach(conn); inflight == nil {
 			return // closed while it connected
 		}
-		if p.redialing && p.health != nil {
-			p.health.connRestored()
+		if p.redialing {
+			p.vouch(conn)
 		}
 	}
+}
+
+// vouch reports the node restored once conn, dialed after a connection
+// that worked broke, is still attached after workedAfter. Connecting is
+// not enough: a node that accepts connections and closes them at once
+// must keep counting each of them, or it would never be ejected.
+func (p *pipe) vouch(conn net.Conn) {
+	if p.health == nil {
+		return
+	}
+	time.AfterFunc(p.workedAfter(), func() {
+		p.mu.Lock()
+		still := p.conn == conn
+		p.mu.Unlock()
+		if still {
+			p.health.connRestored()
+		}
+	})
 }
 
 // setFailing says whether calls that the pipe refuses while it is not

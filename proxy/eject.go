@@ -21,7 +21,8 @@ import (
 // a pipe waits to dial again after one of those (see pipe.send). A
 // connection that worked and broke counts only by the dials after it: a
 // node that closes idle connections, or restarted, is not ejected; one
-// that was killed is, as soon as its pipes' dials are refused. The ring is
+// that was killed is, as soon as its pipes' dials are refused, and so is
+// one that accepts connections and closes them before they work. The ring is
 // rebuilt without it and its keys go to the next node.
 //
 // While it is out, a prober asks it for its version every RetryInterval,

@@ -185,6 +185,102 @@ func TestUnreachableNodeRejoinsFlushed(t *testing.T) {
 	direct.Expect("END\r\n")
 }
 
+// TestNodeThatAcceptsAndDropsIsEjected: a node that worked and then accepts
+// connections only to close them at once (a process past its connection
+// limit, a half-dead host behind a load balancer) fails every request sent
+// to it, so it is ejected like one that refuses connections: each
+// connection that breaks before it works counts, and none of them vouches
+// for the node.
+func TestNodeThatAcceptsAndDropsIsEjected(t *testing.T) {
+	_, addrs := startNodes(t, 3)
+	front := startFront(t, addrs[0])
+	addrs[0] = front.addr
+	srv, addr := startProxy(t, addrs, func(c *proxy.Config) {
+		c.RetryInterval = 200 * time.Millisecond
+		c.BackendConnections = 1 // with more, their failures could add up between two connections
+	})
+	key := keysOn(ringOf(t, addrs), 0, "dropped", 1)[0]
+	c := testsupport.Dial(t, addr)
+	c.Send(setCmd(key, "v"))
+	c.Expect("STORED\r\n")
+
+	front.dropAll()
+	testsupport.Eventually(t, 5*time.Second, "the node that drops its connections is ejected", func() bool {
+		c.Send("get " + key + "\r\n")
+		if line := c.ReadLine(); strings.HasPrefix(line, "VALUE ") {
+			c.ReadLine()
+			c.ReadLine()
+		}
+		return srv.Stats().EjectedNodes.Load() == 1
+	})
+	c.Send("get " + key + "\r\n")
+	c.Expect("END\r\n") // served by the next node, which never had it
+	if n := front.accepted.Load(); n < 2 {
+		t.Errorf("the node accepted %d connections after it began dropping them, want 2 or more: the dials must have connected", n)
+	}
+}
+
+// front stands in front of a memcached node: it relays connections to it
+// until dropAll, and from then on accepts connections and closes them at
+// once, never refusing one.
+type front struct {
+	addr     string
+	ln       net.Listener
+	mu       sync.Mutex
+	conns    []net.Conn
+	dropping bool
+	accepted atomic.Int32 // connections accepted while dropping
+}
+
+func startFront(t *testing.T, backend string) *front {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &front{addr: ln.Addr().String(), ln: ln}
+	t.Cleanup(func() {
+		ln.Close()
+		f.dropAll()
+	})
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			if f.dropping {
+				f.mu.Unlock()
+				f.accepted.Add(1)
+				nc.Close()
+				continue
+			}
+			bc, err := net.Dial("tcp", backend)
+			if err != nil {
+				f.mu.Unlock()
+				nc.Close()
+				continue
+			}
+			f.conns = append(f.conns, nc, bc)
+			f.mu.Unlock()
+			go func() { _, _ = io.Copy(bc, nc); bc.Close() }()
+			go func() { _, _ = io.Copy(nc, bc); nc.Close() }()
+		}
+	}()
+	return f
+}
+
+// dropAll closes every relayed connection; new ones are closed at once.
+func (f *front) dropAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropping = true
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+}
+
 // TestRestartedNodeRejoinsWithNewConnections: a node killed while one of its
 // pipes sat idle (that pipe cannot notice) is ejected, and once restarted it
 // rejoins with a new connection on every pipe: no request fails on a
