@@ -137,7 +137,8 @@ type Loader struct {
 }
 
 // New connects to cfg.DSN, checks every model against the catalog and
-// returns a Loader, or an error naming the first model that is wrong: a
+// returns a Loader, or an error: a BatchWindow not shorter than
+// QueryTimeout, or the first model that is wrong: a
 // name that is empty, repeated or holds ':' or a space; a table that does
 // not exist or cannot be read; a key column that does not exist or is not
 // bigint, integer, text, varchar or uuid. A key column that no unique index
@@ -145,6 +146,9 @@ type Loader struct {
 // when done.
 func New(ctx context.Context, cfg Config) (*Loader, error) {
 	cfg = cfg.withDefaults()
+	if cfg.BatchWindow >= cfg.QueryTimeout {
+		return nil, fmt.Errorf("loader: the batch window (%v) must be shorter than the query timeout (%v), which counts it: every load would time out", cfg.BatchWindow, cfg.QueryTimeout)
+	}
 	if err := checkModels(cfg.Models); err != nil {
 		return nil, err
 	}
@@ -333,15 +337,23 @@ func (l *Loader) classify(op, model string, err error) error {
 	return fmt.Errorf("%w: %s %s: %w", ErrUnavailable, op, model, err)
 }
 
+// queryCanceled is PostgreSQL's SQLSTATE for a query it cancelled.
+const queryCanceled = "57014"
+
 // unavailable reports whether err means that the database did not answer
 // (as opposed to answering with an error about the query). Errors that
 // PostgreSQL reports itself count when their class says so: 08 connection
-// exception, 53 insufficient resources, 57 operator intervention (shutdown,
-// cancel), 58 system error.
+// exception, 53 insufficient resources, 57 operator intervention (shutdown),
+// 58 system error. A query the server cancelled (57014: statement_timeout,
+// pg_cancel_backend) was answered: the database is up, and that query's
+// failure must not fail every model's loads.
 func unavailable(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return true // dial, I/O, timeout: no answer from the server
+	}
+	if pgErr.Code == queryCanceled {
+		return false
 	}
 	switch pgErr.Code[:min(2, len(pgErr.Code))] {
 	case "08", "53", "57", "58":

@@ -214,6 +214,22 @@ func TestNewRefusesATableItCannotRead(t *testing.T) {
 	}
 }
 
+// TestNewRefusesABatchWindowAsLongAsTheQueryTimeout: the window is part of
+// a batch's QueryTimeout, so a window that long would fail every load. New
+// says so before it connects: the address here has no server.
+func TestNewRefusesABatchWindowAsLongAsTheQueryTimeout(t *testing.T) {
+	for _, cfg := range []Config{
+		{BatchWindow: time.Second, QueryTimeout: time.Second},
+		{BatchWindow: 3 * time.Second}, // the default QueryTimeout is 2s
+	} {
+		cfg.DSN = "postgres://postgres@127.0.0.1:1/none?sslmode=disable"
+		_, err := New(context.Background(), cfg)
+		if want := "must be shorter than the query timeout"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New with window %v, query timeout %v = %v, want %q", cfg.BatchWindow, cfg.QueryTimeout, err, want)
+		}
+	}
+}
+
 func TestNewAcceptsViewsAndNoModels(t *testing.T) {
 	db := newTestDB(t)
 	db.itemsTable(t, 3)
@@ -295,7 +311,7 @@ func TestCallerCancelReturnsEarlyWithoutBreakingTheBatch(t *testing.T) {
 func TestCloseFailsWaitingLoadsAndLaterOnes(t *testing.T) {
 	db := newTestDB(t)
 	db.itemsTable(t, 1)
-	l := newLoader(t, db.dsn, Config{BatchWindow: time.Minute})
+	l := newLoader(t, db.dsn, Config{BatchWindow: time.Minute, QueryTimeout: 2 * time.Minute}) // the Load waits for Close
 	m := model(t, l, "Item")
 	one := ids(t, m, "1")
 	waiting := make(chan error, 1)

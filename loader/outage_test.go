@@ -266,3 +266,24 @@ func TestLoadsPastMaxQueuedFailAtOnce(t *testing.T) {
 		t.Errorf("stats %+v; want 2 Loads overloaded, no batch failed and 6 queries", st)
 	}
 }
+
+// TestAStatementTimeoutIsAQueryErrorNotAnOutage: a query that the server
+// cancels itself (statement_timeout: 57014) was answered. Its Load fails
+// with an error about the query, not ErrUnavailable; the breaker stays off,
+// so the other models' Loads go on as before.
+func TestAStatementTimeoutIsAQueryErrorNotAnOutage(t *testing.T) {
+	db := newTestDB(t)
+	db.itemsTable(t, 100)
+	slow := db.slowItems(t) // 300ms a query
+	l := newLoader(t, db.dsn+"&options=-c%20statement_timeout%3D100", Config{Models: []Model{slow, itemModel}})
+	m, items := model(t, l, "Slow"), model(t, l, "Item")
+
+	_, err := load(l, m, ids(t, m, "1"))
+	if err == nil || errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "57014") {
+		t.Fatalf("Load past statement_timeout: %v; want the server's 57014, not ErrUnavailable", err)
+	}
+	if st := l.Stats(); st.Down || st.Unavailable != 0 {
+		t.Errorf("after a statement timeout: Down %v, %d unavailable batches; want neither", st.Down, st.Unavailable)
+	}
+	mustLoad(t, l, items, ids(t, items, "2"))
+}
