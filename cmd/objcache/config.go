@@ -241,8 +241,10 @@ func (c *config) validateDurations() error {
 // validateTombstoneTTL checks that a tombstone outlives every fill that may
 // have read the database before the delete wrote it: the fill's load,
 // which the proxy gives up on after load_timeout whatever query_timeout
-// is, and then its store (timeout). proxy.New holds the same rule; this
-// check names the config keys.
+// is, and then its store (timeout); and that a node standing in for an
+// ejected one keeps tombstones as long (failover_ttl, whose default is
+// never shorter). proxy.New holds the same rules; this check names the
+// config keys, before the database is connected.
 func (c *config) validateTombstoneTTL() error {
 	tomb := c.TombstoneTTL.or(defaultTombstoneTTL)
 	load := c.Database.LoadTimeout.or(defaultLoadTimeout)
@@ -250,6 +252,9 @@ func (c *config) validateTombstoneTTL() error {
 	if fill := load + timeout; tomb <= fill {
 		return fmt.Errorf("config: tombstone_ttl %v must be longer than a fill can take, database.load_timeout (%v) plus timeout (%v): %v; a fill that read the database before a delete could store its old row after the tombstone expired",
 			tomb, load, timeout, fill)
+	}
+	if f := time.Duration(c.FailoverTTL); f > 0 && f < tomb {
+		return fmt.Errorf("config: failover_ttl %v must be at least tombstone_ttl (%v): a node standing in for an ejected one would drop tombstones sooner than the others", f, tomb)
 	}
 	return nil
 }

@@ -347,6 +347,8 @@ func TestTTLsBelowASecondAreRefusedNamingTheModel(t *testing.T) {
 			[]string{"tombstone_ttl", "timeout"}},
 		{"tombstone_ttl within the load timeout", config{Backends: ok, Database: databaseConfig{LoadTimeout: duration(20 * time.Second)}, Models: map[string]model{"User": {}}},
 			[]string{"tombstone_ttl 10s", "database.load_timeout"}},
+		{"failover_ttl below tombstone_ttl", config{Backends: ok, FailoverTTL: duration(5 * time.Second), Models: map[string]model{"User": {}}},
+			[]string{"failover_ttl 5s", "tombstone_ttl (10s)"}},
 		{"a negative timeout", config{Backends: ok, Timeout: duration(-time.Second)}, []string{"timeout", "negative"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
