@@ -229,6 +229,9 @@ func throughputChart(rr *RampResult) *chart {
 	for i, p := range reportPercentiles {
 		s := series{name: fmt.Sprintf("p%g", p), color: percentileColors[i]}
 		for _, st := range rr.Steps {
+			if st.Result.Partial {
+				continue // cut short: its figures cover a moment, not the step (the table has them)
+			}
 			us := float64(max(st.Result.Latency.ValueAtPercentile(p), 1))
 			s.pts = append(s.pts, point{x: st.Result.OpsPerSec(), y: us})
 			lo, hi = min(lo, us), max(hi, us)
@@ -238,7 +241,7 @@ func throughputChart(rr *RampResult) *chart {
 	}
 	limited := series{name: "harness-limited (p99)", color: "#c00", markersOnly: true, rings: true}
 	for _, st := range rr.Steps {
-		if st.HarnessLimited {
+		if st.HarnessLimited && !st.Result.Partial {
 			limited.pts = append(limited.pts, point{x: st.Result.OpsPerSec(), y: float64(max(st.Result.Latency.ValueAtPercentile(99), 1))})
 		}
 	}

@@ -260,3 +260,20 @@ func TestReportsFlagHarnessLimitedSteps(t *testing.T) {
 		t.Errorf("JSON:\n%s", js.Bytes())
 	}
 }
+
+// TestThroughputChartLeavesOutTheStepCutShort: a ramp stopped during a step
+// plots the steps it completed; the cut one is in the table only.
+func TestThroughputChartLeavesOutTheStepCutShort(t *testing.T) {
+	cut := fakeResult(300, 20, 1, 100*time.Millisecond)
+	cut.Partial = true
+	rr := &RampResult{Plan: RampPlan{Start: 100, Step: 100, Max: 300, SLO: 10 * time.Millisecond}, Held: 200, Stopped: true, Steps: []Step{
+		{Rate: 100, Result: fakeResult(100, 200, 1, 2*time.Second), Held: true},
+		{Rate: 200, Result: fakeResult(200, 400, 1, 2*time.Second), Held: true},
+		{Rate: 300, Result: cut},
+	}}
+	for _, s := range throughputChart(rr).series {
+		if len(s.pts) != 2 {
+			t.Errorf("series %s has %d points, want the 2 completed steps", s.name, len(s.pts))
+		}
+	}
+}
