@@ -81,9 +81,11 @@ type Client struct {
 	// spans), counting those whose caller's ctx ended before objcache
 	// answered and that gomemcache has not finished yet (see GetByIDs).
 	// A call over the bound waits for a request to end, within its ctx,
-	// or fails at once with ErrUnavailable when some of those in flight
-	// are such abandoned ones: objcache is not answering in time. Zero
-	// means DefaultMaxInFlight. Set it before first use.
+	// or fails at once with ErrUnavailable when half or more of those in
+	// flight are such abandoned ones: objcache is not answering in time.
+	// (A few abandoned among many answered are callers with short
+	// deadlines, not a stuck objcache.) Zero means DefaultMaxInFlight. Set
+	// it before first use.
 	MaxInFlight int
 
 	mc        *memcache.Client
@@ -227,7 +229,7 @@ func (c *Client) acquire(ctx context.Context, op string) error {
 		return nil
 	default:
 	}
-	if n := c.abandoned.Load(); n > 0 {
+	if n := c.abandoned.Load(); 2*n >= int64(cap(c.slots)) {
 		return fmt.Errorf("%w: %s: %d requests in flight, %d of them still unanswered after their caller gave up",
 			ErrUnavailable, op, cap(c.slots), n)
 	}
