@@ -308,7 +308,10 @@ func (b *batcher) forget(bt *batch) {
 // query runs bt's query, publishes the result and frees the slot that
 // dispatch took for it. A database found unavailable trips the Loader's
 // breaker before bt's callers hear of it, so that their next Loads fail
-// fast.
+// fast. A query that timed out does so only once a ping confirms it
+// (suspect), and only if it had at least half of QueryTimeout: a batch
+// that waited long for a slot and then ran out of its last milliseconds
+// shows nothing about the database.
 func (b *batcher) query(bt *batch) {
 	defer b.l.wg.Done()
 	defer func() { <-b.l.slots }()
@@ -325,25 +328,17 @@ func (b *batcher) query(bt *batch) {
 	start := time.Now()
 	rows, err := b.fetch(ctx, bt.ids)
 	if err != nil {
-		if b.showsOutage(err, time.Since(start)) {
-			b.l.trip(err)
+		switch {
+		case !errors.Is(err, ErrUnavailable):
+		case !errors.Is(err, context.DeadlineExceeded):
+			b.l.trip(err) // a broken or refused connection: the database is down
+		case time.Since(start) >= b.l.cfg.QueryTimeout/2:
+			b.l.suspect(err) // a slow query, or a database that stopped answering
 		}
 		b.fail(bt, err)
 		return
 	}
 	b.finish(bt, rows, nil)
-}
-
-// showsOutage reports whether err, from a query that ran for took, shows
-// the database down rather than the batch short of time: a broken or
-// refused connection does, a timeout only if the query had at least half
-// of QueryTimeout. A batch that waited long for a slot and then ran out of
-// its last milliseconds must not fail every model's waiting batches.
-func (b *batcher) showsOutage(err error, took time.Duration) bool {
-	if !errors.Is(err, ErrUnavailable) {
-		return false
-	}
-	return !errors.Is(err, context.DeadlineExceeded) || took >= b.l.cfg.QueryTimeout/2
 }
 
 // fail finishes bt with err and counts it.

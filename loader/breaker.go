@@ -47,6 +47,41 @@ func (l *Loader) trip(cause error) {
 	go l.probe(o)
 }
 
+// suspect is trip for a cause that may be one slow query rather than a
+// database that stopped answering: a query that ran out of time. It trips
+// only if a ping, bounded by confirmTimeout, does not answer either; a
+// database that answers it is up, and its other models' loads go on. One
+// confirmation runs at a time, and none while an outage is on.
+func (l *Loader) suspect(cause error) {
+	if l.down.Load() != nil || !l.confirming.CompareAndSwap(false, true) {
+		return
+	}
+	// suspect runs in a query goroutine, which wg counts (see trip).
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer l.confirming.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), l.confirmTimeout())
+		defer cancel()
+		err := l.pool.Ping(ctx)
+		select {
+		case <-l.closing:
+			return // a ping on a closing pool proves nothing
+		default:
+		}
+		if err == nil {
+			l.cfg.Logger.Debug("a query timed out, but the database answers a ping; no outage", "err", cause)
+			return
+		}
+		l.trip(cause)
+	}()
+}
+
+// confirmTimeout bounds suspect's ping: a quarter of QueryTimeout, so that
+// a database that froze is found within 1.25 QueryTimeout of the first
+// query that waited for it.
+func (l *Loader) confirmTimeout() time.Duration { return l.cfg.QueryTimeout / 4 }
+
 // probe pings the database, each ping bounded by QueryTimeout and the next
 // probeInterval after a failure, until one answers; then it ends o, the
 // outage, and returns. It returns early when the Loader closes.

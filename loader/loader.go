@@ -25,7 +25,9 @@
 // Config.MaxQueued waiting batches, Loads fail at once with ErrOverloaded.
 // Once a query finds the database unavailable, Loads fail at once with
 // ErrUnavailable, instead of each waiting for its timeout, until a ping of
-// the Loader's own (one at a time, about every second) answers.
+// the Loader's own (one at a time, about every second) answers. A query
+// that times out counts only if a ping does not answer either: one slow
+// query does not fail every model's loads.
 package loader
 
 import (
@@ -123,15 +125,16 @@ func (c Config) withDefaults() Config {
 
 // Loader loads the rows of its models. It is safe for concurrent use.
 type Loader struct {
-	cfg      Config                 // with defaults
-	pool     *pgxpool.Pool          // bounded by cfg.MaxConns
-	models   []Model                // the configured models, KeyType filled in
-	batchers map[string]*batcher    // by model name; read-only after New
-	slots    chan struct{}          // holds a token per query in flight; capacity cfg.MaxInFlight
-	closing  chan struct{}          // closed by Close
-	wg       sync.WaitGroup         // counts dispatchers, running queries and the probe
-	down     atomic.Pointer[outage] // non-nil while Loads fail at once; set by trip, cleared by probe
-	stats    counters
+	cfg        Config                 // with defaults
+	pool       *pgxpool.Pool          // bounded by cfg.MaxConns
+	models     []Model                // the configured models, KeyType filled in
+	batchers   map[string]*batcher    // by model name; read-only after New
+	slots      chan struct{}          // holds a token per query in flight; capacity cfg.MaxInFlight
+	closing    chan struct{}          // closed by Close
+	wg         sync.WaitGroup         // counts dispatchers, running queries and the probe
+	down       atomic.Pointer[outage] // non-nil while Loads fail at once; set by trip, cleared by probe
+	confirming atomic.Bool            // a ping of suspect is in flight
+	stats      counters
 
 	closeOnce sync.Once
 }
@@ -309,7 +312,7 @@ func (l *Loader) Ping(ctx context.Context) error {
 }
 
 // Close fails the batches that have not started with ErrClosed, waits for
-// the queries in flight and an outage's ping (each bounded by
+// the queries in flight and the pings of the breaker (each bounded by
 // Config.QueryTimeout) and closes the pool. Loads after Close return
 // ErrClosed. Close may be called more than once.
 func (l *Loader) Close() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -90,8 +91,9 @@ func maxDuration(a, b time.Duration) time.Duration {
 
 // TestMissesWithTheDatabaseFrozenEndWithinQueryTimeout: with PostgreSQL
 // frozen (as by SIGSTOP), 100 staggered clients of 4 misses each all get
-// ErrUnavailable within QueryTimeout, and once the first queries have timed
-// out, at once.
+// ErrUnavailable within QueryTimeout, and at once from when the first
+// queries have timed out and a ping (bounded by a quarter of QueryTimeout)
+// has not answered either.
 func TestMissesWithTheDatabaseFrozenEndWithinQueryTimeout(t *testing.T) {
 	db := newTestDB(t)
 	db.itemsTable(t, 1000)
@@ -114,9 +116,9 @@ func TestMissesWithTheDatabaseFrozenEndWithinQueryTimeout(t *testing.T) {
 			t.Errorf("client %d: %v after %v; want ErrUnavailable within %v", i, err, took[i], timeout)
 		}
 	}
-	late := time.Duration(0) // the slowest Load that started after the first timeout
+	late := time.Duration(0) // the slowest Load that started after the first timeout and its ping
 	for i := range loads {
-		if time.Duration(i)*20*time.Millisecond > timeout+100*time.Millisecond {
+		if time.Duration(i)*20*time.Millisecond > timeout+timeout/4+100*time.Millisecond {
 			late = maxDuration(late, took[i])
 		}
 	}
@@ -127,7 +129,8 @@ func TestMissesWithTheDatabaseFrozenEndWithinQueryTimeout(t *testing.T) {
 }
 
 // TestLoadsFailFastWhileTheDatabaseIsDownAndRecoverByThemselves: after a
-// query found the database unavailable, Loads fail at once with
+// query found the database unavailable (here it timed out, and a ping did
+// not answer either), Loads fail at once with
 // ErrUnavailable instead of each waiting QueryTimeout, until the Loader's own
 // ping answers again, which it tries every second or so.
 func TestLoadsFailFastWhileTheDatabaseIsDownAndRecoverByThemselves(t *testing.T) {
@@ -144,6 +147,9 @@ func TestLoadsFailFastWhileTheDatabaseIsDownAndRecoverByThemselves(t *testing.T)
 	if _, err := load(l, m, ids(t, m, "2")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Load with the database frozen: %v, want ErrUnavailable", err)
 	}
+	// The query timed out; a ping that does not answer within a quarter of
+	// QueryTimeout confirms the outage.
+	testsupport.Eventually(t, timeout, "the outage is confirmed", func() bool { return l.Stats().Down })
 	frozenAt := lk.connections()
 	for i := range 20 {
 		start := time.Now()
@@ -286,4 +292,41 @@ func TestAStatementTimeoutIsAQueryErrorNotAnOutage(t *testing.T) {
 		t.Errorf("after a statement timeout: Down %v, %d unavailable batches; want neither", st.Down, st.Unavailable)
 	}
 	mustLoad(t, l, items, ids(t, items, "2"))
+}
+
+// TestAQueryThatTimesOutOnAnAnsweringDatabaseTripsNothing: a model whose
+// query outlasts QueryTimeout (a slow view) fails its own Load, but the
+// database answers the ping that follows, so no outage starts: the other
+// model's Loads are served meanwhile and after.
+func TestAQueryThatTimesOutOnAnAnsweringDatabaseTripsNothing(t *testing.T) {
+	db := newTestDB(t)
+	db.itemsTable(t, 100)
+	slow := db.slowItems(t) // 300ms a query
+	var logs testsupport.LogBuffer
+	const timeout = 250 * time.Millisecond
+	l := newLoader(t, db.dsn, Config{Models: []Model{slow, itemModel}, QueryTimeout: timeout,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	m, items := model(t, l, "Slow"), model(t, l, "Item")
+	mustLoad(t, l, items, ids(t, items, "1")) // connected
+
+	slowErr := make(chan error, 1)
+	go func() {
+		_, err := load(l, m, ids(t, m, "1"))
+		slowErr <- err
+	}()
+	for i := range 40 { // over the slow query's timeout and the ping after it
+		if _, err := load(l, items, ids(t, items, fmt.Sprint(i%100+1))); err != nil {
+			t.Fatalf("Item Load %d while the Slow query timed out: %v", i, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := <-slowErr; !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Slow Load past QueryTimeout: %v, want ErrUnavailable and the deadline", err)
+	}
+	testsupport.Eventually(t, 2*time.Second, "the ping after the timeout answered", func() bool {
+		return strings.Contains(logs.String(), "answers a ping; no outage")
+	})
+	if st := l.Stats(); st.Down || st.FastFailures != 0 || strings.Contains(logs.String(), "loads fail at once") {
+		t.Errorf("Down %v, %d fast failures; want neither. Log:\n%s", st.Down, st.FastFailures, logs.String())
+	}
 }
