@@ -308,8 +308,8 @@ func (b *batcher) forget(bt *batch) {
 // query runs bt's query, publishes the result and frees the slot that
 // dispatch took for it. A database found unavailable trips the Loader's
 // breaker before bt's callers hear of it, so that their next Loads fail
-// fast. A query that timed out does so only once a ping confirms it
-// (suspect), and only if it had at least half of QueryTimeout: a batch
+// fast. A query that timed out trips it only if it had at least half of
+// QueryTimeout, and only once a ping confirms the outage (suspect): a batch
 // that waited long for a slot and then ran out of its last milliseconds
 // shows nothing about the database.
 func (b *batcher) query(bt *batch) {

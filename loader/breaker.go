@@ -41,8 +41,8 @@ func (l *Loader) trip(cause error) {
 	for _, b := range l.batchers {
 		b.failPending(l.outage(b.m.Name))
 	}
-	// trip runs in a query goroutine, which wg counts, so this Add cannot
-	// race with Close's Wait reaching zero.
+	// trip runs in a goroutine that wg counts (a query's, or suspect's),
+	// so this Add cannot race with Close's Wait reaching zero.
 	l.wg.Add(1)
 	go l.probe(o)
 }
