@@ -97,6 +97,9 @@ type Config struct {
 	OnQuery func(ids int)
 }
 
+// DefaultQueryTimeout is Config.QueryTimeout's default.
+const DefaultQueryTimeout = 2 * time.Second
+
 // withDefaults returns c with every zero limit replaced by its default.
 func (c Config) withDefaults() Config {
 	if c.MaxConns <= 0 {
@@ -106,7 +109,7 @@ func (c Config) withDefaults() Config {
 		c.MaxInFlight = int(c.MaxConns)
 	}
 	if c.QueryTimeout <= 0 {
-		c.QueryTimeout = 2 * time.Second
+		c.QueryTimeout = DefaultQueryTimeout
 	}
 	if c.BatchWindow <= 0 {
 		c.BatchWindow = 200 * time.Microsecond

@@ -119,7 +119,7 @@ func (c *Config) setDefaults() {
 		c.ConnectTimeout = 500 * time.Millisecond
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = time.Second
+		c.Timeout = DefaultTimeout
 	}
 	if c.RetryInterval <= 0 {
 		c.RetryInterval = time.Second
@@ -152,15 +152,24 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	if c.TombstoneTTL <= 0 {
-		c.TombstoneTTL = 10 * time.Second
+		c.TombstoneTTL = DefaultTombstoneTTL
 	}
 	if c.LoadTimeout <= 0 {
-		c.LoadTimeout = 5 * time.Second
+		c.LoadTimeout = DefaultLoadTimeout
 	}
 	if c.FailoverTTL <= 0 {
 		c.FailoverTTL = max(defaultFailoverTTL, c.TombstoneTTL)
 	}
 }
+
+// The defaults of the Config fields that bound the tombstone protocol, for
+// a configuration layer that checks the rule (tombstones outlive fills)
+// before it builds a Config.
+const (
+	DefaultTimeout      = time.Second
+	DefaultTombstoneTTL = 10 * time.Second
+	DefaultLoadTimeout  = 5 * time.Second
+)
 
 // Server is a memcached protocol proxy. Its methods are safe for concurrent
 // use.

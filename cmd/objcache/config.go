@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/objcache/objcache/proxy"
 	"github.com/objcache/objcache/ring"
 )
 
@@ -86,11 +87,6 @@ const (
 	// minTTL is the shortest ttl or negative_ttl: memcached counts whole
 	// seconds, and less than one would be 0, never.
 	minTTL = time.Second
-
-	defaultTombstoneTTL = 10 * time.Second // proxy.Config.TombstoneTTL
-	defaultTimeout      = time.Second      // proxy.Config.Timeout
-	defaultLoadTimeout  = 5 * time.Second  // proxy.Config.LoadTimeout
-	defaultQueryTimeout = 2 * time.Second  // loader.Config.QueryTimeout, for --help
 )
 
 // ttl is how long the model's rows stay on their node.
@@ -246,9 +242,9 @@ func (c *config) validateDurations() error {
 // never shorter). proxy.New holds the same rules; this check names the
 // config keys, before the database is connected.
 func (c *config) validateTombstoneTTL() error {
-	tomb := c.TombstoneTTL.or(defaultTombstoneTTL)
-	load := c.Database.LoadTimeout.or(defaultLoadTimeout)
-	timeout := c.Timeout.or(defaultTimeout)
+	tomb := c.TombstoneTTL.or(proxy.DefaultTombstoneTTL)
+	load := c.Database.LoadTimeout.or(proxy.DefaultLoadTimeout)
+	timeout := c.Timeout.or(proxy.DefaultTimeout)
 	if fill := load + timeout; tomb <= fill {
 		return fmt.Errorf("config: tombstone_ttl %v must be longer than a fill can take, database.load_timeout (%v) plus timeout (%v): %v; a fill that read the database before a delete could store its old row after the tombstone expired",
 			tomb, load, timeout, fill)

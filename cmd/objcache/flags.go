@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/objcache/objcache/loader"
 	"github.com/objcache/objcache/protocol"
+	"github.com/objcache/objcache/proxy"
 )
 
 // serveFlags are the flags of "objcache serve"; each set flag overrides the
@@ -32,7 +34,7 @@ var overrideFlags = []struct {
 	{"listen", func(c *config) any { return &c.Listen }, defaultListen, "`host:port` for the memcached protocol and HTTP (/healthz, /metrics)"},
 	{"backends", func(c *config) any { return &c.Backends }, "", "comma-separated memcached `nodes`, each host:port with an optional \" weight\""},
 	{"postgres", func(c *config) any { return &c.Postgres }, "", "PostgreSQL connection `URL` for models"},
-	{"tombstone-ttl", func(c *config) any { return &c.TombstoneTTL }, defaultTombstoneTTL, "how long a delete's tombstone lives; longer than database-load-timeout plus timeout"},
+	{"tombstone-ttl", func(c *config) any { return &c.TombstoneTTL }, proxy.DefaultTombstoneTTL, "how long a delete's tombstone lives; longer than database-load-timeout plus timeout"},
 	{"failover-ttl", func(c *config) any { return &c.FailoverTTL }, time.Duration(0), "the longest a fill lives on a node that stands in for an ejected one; not shorter than tombstone-ttl (0: 60s, or tombstone-ttl if longer)"},
 	{"hot-tier-max-bytes", func(c *config) any { return &c.HotTier.MaxBytes }, int64(0), "`bytes` of objects kept in process (0: no hot tier)"},
 	{"hot-tier-ttl", func(c *config) any { return &c.HotTier.TTL }, time.Duration(0), "how long an object stays in the hot tier, which bounds how stale another proxy's delete leaves it (0: no hot tier)"},
@@ -41,11 +43,11 @@ var overrideFlags = []struct {
 	{"database-max-conns", func(c *config) any { return &c.Database.MaxConns }, 8, "connections to PostgreSQL"},
 	{"database-max-in-flight", func(c *config) any { return &c.Database.MaxInFlight }, 0, "queries in flight at once (0: database-max-conns)"},
 	{"database-max-queued", func(c *config) any { return &c.Database.MaxQueued }, 0, "full batches per model that may wait for a query slot; past it gets answer SERVER_ERROR at once (0: 8 × database-max-in-flight)"},
-	{"database-query-timeout", func(c *config) any { return &c.Database.QueryTimeout }, defaultQueryTimeout, "bounds a batch from its first id: the window, the wait for a query slot and the query, connecting included"},
-	{"database-load-timeout", func(c *config) any { return &c.Database.LoadTimeout }, defaultLoadTimeout, "bounds how long a get waits for its rows (batching and queueing included) before SERVER_ERROR"},
+	{"database-query-timeout", func(c *config) any { return &c.Database.QueryTimeout }, loader.DefaultQueryTimeout, "bounds a batch from its first id: the window, the wait for a query slot and the query, connecting included"},
+	{"database-load-timeout", func(c *config) any { return &c.Database.LoadTimeout }, proxy.DefaultLoadTimeout, "bounds how long a get waits for its rows (batching and queueing included) before SERVER_ERROR"},
 	{"backend-connections", func(c *config) any { return &c.BackendConnections }, 2, "pipelined connections to each backend"},
 	{"connect-timeout", func(c *config) any { return &c.ConnectTimeout }, 500 * time.Millisecond, "timeout for connecting to a backend"},
-	{"timeout", func(c *config) any { return &c.Timeout }, defaultTimeout, "timeout for a backend's reply"},
+	{"timeout", func(c *config) any { return &c.Timeout }, proxy.DefaultTimeout, "timeout for a backend's reply"},
 	{"server-retry-timeout", func(c *config) any { return &c.RetryInterval }, time.Second, "how long a backend that cannot be reached fails fast before the next attempt; how often an ejected one is probed"},
 	{"server-failure-limit", func(c *config) any { return &c.FailureLimit }, 2, "consecutive failures that eject a backend until it answers again (negative: never)"},
 	{"queue-size", func(c *config) any { return &c.QueueSize }, 4096, "requests queued per backend connection before SERVER_ERROR"},
