@@ -33,7 +33,7 @@ func TestConnectionsOverTheLimitAreRefusedAsMemcachedDoes(t *testing.T) {
 	})
 	c := testsupport.Dial(t, addr)
 	c.Send("version\r\n")
-	c.Expect("VERSION objcache\r\n")
+	c.Expect("VERSION 1.6.0-objcache\r\n")
 	if n := srv.Stats().RejectedConnections.Load(); n != 1 {
 		t.Errorf("rejected_connections = %d, want 1", n)
 	}
@@ -46,7 +46,7 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	busy := testsupport.Dial(t, addr)
 	for i := 0; i < 10; i++ { // 1.5 s of traffic every 150 ms
 		busy.Send("version\r\n")
-		busy.Expect("VERSION objcache\r\n")
+		busy.Expect("VERSION 1.6.0-objcache\r\n")
 		time.Sleep(150 * time.Millisecond)
 	}
 	_ = idle.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))

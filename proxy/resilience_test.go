@@ -475,7 +475,7 @@ func pipelineScript(n int) (send, want string) {
 		}
 	}
 	s.WriteString("version\r\n")
-	w.WriteString("VERSION objcache\r\n")
+	w.WriteString("VERSION 1.6.0-objcache\r\n")
 	return s.String(), w.String()
 }
 
@@ -601,7 +601,7 @@ func TestMaxItemSize(t *testing.T) {
 
 	// The connection goes on working, for noreply too.
 	c.Send(fmt.Sprintf("set big 0 0 %d noreply\r\n%s\r\n", len(big), big) + "get big\r\nversion\r\n")
-	c.Expect("END\r\nVERSION objcache\r\n")
+	c.Expect("END\r\nVERSION 1.6.0-objcache\r\n")
 }
 
 func TestOversizedBackendValueFailsOnlyItsRequest(t *testing.T) {

@@ -69,7 +69,8 @@ type Config struct {
 	// to read the replies written to it, so that a client that stops
 	// reading cannot pin them in memory. Zero means 30s.
 	WriteTimeout time.Duration
-	// Version is what the version command answers. Empty means "objcache".
+	// Version is objcache's own version, which the version command and
+	// stats report after ProtocolVersion (see versionOf). Empty means none.
 	Version string
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -145,9 +146,6 @@ func (c *Config) setDefaults() {
 	if c.MaxLineLength <= 0 {
 		c.MaxLineLength = protocol.DefaultMaxLineLength
 	}
-	if c.Version == "" {
-		c.Version = "objcache"
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -160,6 +158,24 @@ func (c *Config) setDefaults() {
 	if c.FailoverTTL <= 0 {
 		c.FailoverTTL = max(defaultFailoverTTL, c.TombstoneTTL)
 	}
+}
+
+// ProtocolVersion is the memcached release whose text protocol objcache
+// speaks: its replies are held to memcached 1.6's (the differential tests).
+// The version command and stats answer it first (versionOf).
+const ProtocolVersion = "1.6.0"
+
+// versionOf returns what the version command and stats answer for
+// objcache's own version v: ProtocolVersion, then objcache and v, as one
+// token, "1.6.0-objcache-0.1.0". Clients that read the server's version to
+// choose what to send and expect (libmemcached parses major.minor.micro;
+// its memcapable expects 1.6's answers from a server that says 1.6) so see
+// the protocol that they get.
+func versionOf(v string) string {
+	if v == "" {
+		return ProtocolVersion + "-objcache"
+	}
+	return ProtocolVersion + "-objcache-" + v
 }
 
 // The defaults of the Config fields that bound the tombstone protocol, for
@@ -207,7 +223,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:         cfg,
 		stats:       newStats(),
 		objStats:    new(ObjectStats),
-		versionLine: []byte("VERSION " + cfg.Version + "\r\n"),
+		versionLine: []byte("VERSION " + versionOf(cfg.Version) + "\r\n"),
 		conns:       make(map[*conn]struct{}),
 		retiring:    make(map[*topology]struct{}),
 		closing:     make(chan struct{}),

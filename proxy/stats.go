@@ -142,7 +142,7 @@ func (s *Server) appendStats(dst []byte, args [][]byte) []byte {
 	dst = protocol.AppendStat(dst, "pid", strconv.Itoa(os.Getpid()))
 	dst = protocol.AppendStat(dst, "uptime", strconv.FormatInt(int64(now.Sub(s.stats.started)/time.Second), 10))
 	dst = protocol.AppendStat(dst, "time", strconv.FormatInt(now.Unix(), 10))
-	dst = protocol.AppendStat(dst, "version", s.cfg.Version)
+	dst = protocol.AppendStat(dst, "version", versionOf(s.cfg.Version))
 	dst = protocol.AppendStat(dst, "backends", strconv.Itoa(len(s.topo.Load().nodes)))
 	for _, st := range s.stats.sinceReset(s.statList()) {
 		dst = protocol.AppendStat(dst, st.name, strconv.FormatUint(st.value, 10))
