@@ -14,6 +14,7 @@ import (
 // every branch of the parser.
 var fuzzSeeds = []string{
 	"get k\r\n",
+	"get a\r\n\x80\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x00k", // a binary get after a text one
 	"get a b c\r\ngets a\r\nbget b\r\n",
 	"gat 10 a b\r\ngats -1 a\r\ngat 0\r\n",
 	"set k 0 0 5\r\nhello\r\n",

@@ -54,9 +54,14 @@ func NewParser(r *bufio.Reader) *Parser { return &Parser{r: r} }
 // that memcached answers with an error is returned as Command CmdError with
 // the error line in req.Reply, and a nil error: the connection goes on. A
 // non-nil error means the connection is done: io.EOF, a read error,
-// ErrLineTooLong or ErrHTTP.
+// ErrLineTooLong or ErrHTTP. So is it after a CmdError with Close set: a
+// request in memcached's binary protocol, whose Reply is the binary
+// protocol's "unknown command" response (see refuseBinary).
 func (p *Parser) Parse(req *Request) error {
 	req.reset()
+	if b, err := p.r.Peek(1); err == nil && b[0] == binaryRequestMagic {
+		return p.refuseBinary(req)
+	}
 	if err := p.readLine(req); err != nil {
 		return err
 	}

@@ -95,12 +95,17 @@ type Request struct {
 	// followed by "\r\n".
 	Data []byte
 	// Reply is the error line memcached sends for a CmdError request,
-	// "\r\n" included. It is nil when memcached sends nothing (noreply).
+	// "\r\n" included (a binary response when Close is set). It is nil
+	// when memcached sends nothing (noreply).
 	Reply []byte
 	// Unlink marks a CmdError request after which memcached removes the
 	// value of Keys[0]: a set too large for the cache, so that a client does
 	// not go on reading the value it meant to replace.
 	Unlink bool
+	// Close marks a CmdError request after whose Reply the connection
+	// ends: a request in memcached's binary protocol, whose Reply is a
+	// binary response.
+	Close bool
 
 	tokens [][]byte // scratch for tokenizing
 }
@@ -196,6 +201,7 @@ func (r *Request) reset() {
 	r.Data = r.Data[:0]
 	r.Reply = nil
 	r.Unlink = false
+	r.Close = false
 	r.tokens = r.tokens[:0]
 }
 

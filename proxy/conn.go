@@ -115,6 +115,10 @@ func (c *conn) serve() {
 // errQuit ends a batch at a quit command.
 var errQuit = errors.New("quit")
 
+// errBinary ends a connection after the reply to a request in memcached's
+// binary protocol (protocol.Request.Close).
+var errBinary = errors.New("proxy: a request in memcached's binary protocol, which objcache does not speak")
+
 // errDraining ends an idle connection once a shutdown has begun.
 var errDraining = errors.New("proxy: draining")
 
@@ -160,6 +164,9 @@ func (c *conn) readBatch() (int, error) {
 		c.dispatch(o)
 		n++
 		keys += len(o.req.Keys)
+		if o.req.Close {
+			return n, errBinary // after its reply: what follows it is not a request
+		}
 	}
 	return n, nil
 }

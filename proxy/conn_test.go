@@ -2,7 +2,10 @@ package proxy_test
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -84,4 +87,30 @@ func TestPipelinedDeleteAfterAColdGetDeletesTheFilledRow(t *testing.T) {
 	node.Send("get User:20\r\n")
 	node.Expect(fmt.Sprintf("VALUE User:20 %d %d\r\n%s\r\nEND\r\n", tombstone.FlagsTombstone,
 		len(tombstone.TombstoneValue), tombstone.TombstoneValue))
+}
+
+// TestBinaryProtocolRequestGetsABinaryErrorAndTheConnectionEnds: a client
+// configured for memcached's binary protocol, which objcache does not
+// speak, gets the binary protocol's "unknown command" response to its
+// request and then the end of the connection, instead of waiting for an
+// answer; the text request before it is answered first.
+func TestBinaryProtocolRequestGetsABinaryErrorAndTheConnectionEnds(t *testing.T) {
+	_, addrs := startNodes(t, 1)
+	_, addr := startProxy(t, addrs, nil)
+	c := testsupport.Dial(t, addr)
+	get := make([]byte, 24) // a binary get of "k" with opaque 7
+	get[0], get[3], get[11], get[15] = 0x80, 1, 1, 7
+	c.Send("get a\r\n" + string(get) + "k")
+	c.Expect("END\r\n")
+	resp := c.ReadN(24)
+	if resp[0] != 0x81 || resp[1] != 0x00 || binary.BigEndian.Uint16(resp[6:8]) != 0x0081 || binary.BigEndian.Uint32(resp[12:16]) != 7 {
+		t.Fatalf("binary response header % x, want magic 81, opcode 00, status 0081 (unknown command), opaque 7", resp)
+	}
+	if body := c.ReadN(int(binary.BigEndian.Uint32(resp[8:12]))); !strings.Contains(string(body), "text protocol") {
+		t.Errorf("binary response body %q", body)
+	}
+	_ = c.NetConn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.NetConn().Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("after the binary response: read %d bytes, %v; want the connection closed", n, err)
+	}
 }
