@@ -3,7 +3,9 @@ package protocol
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -50,5 +52,29 @@ func TestTruncatedBinaryHeaderEndsTheConnection(t *testing.T) {
 	var req Request
 	if err := p.Parse(&req); err != io.EOF {
 		t.Fatalf("Parse of 10 bytes of a binary header = %v, want io.EOF", err)
+	}
+}
+
+// countingReader fails every Read with err and counts them.
+type countingReader struct {
+	err   error
+	reads int
+}
+
+func (r *countingReader) Read([]byte) (int, error) {
+	r.reads++
+	return 0, r.err
+}
+
+// TestAFailedReadEndsParseAtOnce: the read that finds no request fails
+// Parse with its error, and no second read follows (a read deadline that
+// passed must not be waited out twice: an idle connection is closed after
+// idle_timeout, not two).
+func TestAFailedReadEndsParseAtOnce(t *testing.T) {
+	r := &countingReader{err: os.ErrDeadlineExceeded}
+	p := NewParser(bufio.NewReaderSize(r, 4096))
+	var req Request
+	if err := p.Parse(&req); !errors.Is(err, os.ErrDeadlineExceeded) || r.reads != 1 {
+		t.Fatalf("Parse = %v after %d reads, want the deadline after 1", err, r.reads)
 	}
 }

@@ -59,7 +59,11 @@ func NewParser(r *bufio.Reader) *Parser { return &Parser{r: r} }
 // protocol's "unknown command" response (see refuseBinary).
 func (p *Parser) Parse(req *Request) error {
 	req.reset()
-	if b, err := p.r.Peek(1); err == nil && b[0] == binaryRequestMagic {
+	b, err := p.r.Peek(1)
+	if err != nil {
+		return err // as is: Peek hands its error over once, and a second read would wait anew
+	}
+	if b[0] == binaryRequestMagic {
 		return p.refuseBinary(req)
 	}
 	if err := p.readLine(req); err != nil {
