@@ -41,7 +41,7 @@ func (l *Loader) trip(cause error) {
 	for _, b := range l.batchers {
 		b.failPending(l.outage(b.m.Name))
 	}
-	// trip runs in a goroutine that wg counts (a query's, or suspect's),
+	// trip runs in a goroutine that wg counts (a query's, or confirm),
 	// so this Add cannot race with Close's Wait reaching zero.
 	l.wg.Add(1)
 	go l.probe(o)
@@ -58,23 +58,27 @@ func (l *Loader) suspect(cause error) {
 	}
 	// suspect runs in a query goroutine, which wg counts (see trip).
 	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer l.confirming.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), l.confirmTimeout())
-		defer cancel()
-		err := l.pool.Ping(ctx)
-		select {
-		case <-l.closing:
-			return // a ping on a closing pool proves nothing
-		default:
-		}
-		if err == nil {
-			l.cfg.Logger.Debug("a query timed out, but the database answers a ping; no outage", "err", cause)
-			return
-		}
-		l.trip(cause)
-	}()
+	go l.confirm(cause)
+}
+
+// confirm is suspect's goroutine: it pings the database, bounded by
+// confirmTimeout, and trips the breaker for cause unless the ping answers.
+func (l *Loader) confirm(cause error) {
+	defer l.wg.Done()
+	defer l.confirming.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), l.confirmTimeout())
+	defer cancel()
+	err := l.pool.Ping(ctx)
+	select {
+	case <-l.closing:
+		return // a ping on a closing pool proves nothing
+	default:
+	}
+	if err == nil {
+		l.cfg.Logger.Debug("a query timed out, but the database answers a ping; no outage", "err", cause)
+		return
+	}
+	l.trip(cause)
 }
 
 // confirmTimeout bounds suspect's ping: a quarter of QueryTimeout, so that
