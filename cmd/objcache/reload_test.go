@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/objcache/objcache/internal/testsupport"
 )
 
@@ -98,16 +96,7 @@ func dialOnce(addr string) (io.Closer, error) { return net.DialTimeout("tcp", ad
 // as objects from then on, on the connection that was open before.
 func TestReloadAddsAModel(t *testing.T) {
 	m := testsupport.StartMemcached(t)
-	pg := testsupport.SharedPostgres(t)
-	dsn := pg.NewDatabase(t)
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), "CREATE TABLE users (id bigint PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'ada')"); err != nil {
-		t.Fatal(err)
-	}
+	dsn := usersDatabase(t, testsupport.SharedPostgres(t))
 	listen, path, write := configFile(t, "backends: ["+m.Addr+"]\n")
 	write("")
 	serveFile(t, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -213,15 +202,7 @@ func TestReloadOfBackendsWorksWhileTheDatabaseIsDown(t *testing.T) {
 	a := testsupport.StartMemcached(t)
 	b := testsupport.StartMemcached(t)
 	pg := testsupport.StartPostgres(t)
-	dsn := pg.NewDatabase(t)
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(context.Background(), "CREATE TABLE users (id bigint PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'ada')"); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(context.Background())
+	dsn := usersDatabase(t, pg)
 	models := "postgres: \"" + dsn + "\"\nmodels:\n  User: {table: users, key: id, ttl: 1m, negative_ttl: 1m}\n"
 	listen, path, write := configFile(t, models)
 	write("backends: [" + a.Addr + "]\n")

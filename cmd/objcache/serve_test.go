@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/objcache/objcache/internal/testsupport"
 )
 
@@ -24,16 +25,30 @@ type objcacheFromFile struct {
 	logs *testsupport.LogBuffer
 }
 
+// usersDatabase makes a database on pg holding the table users (id bigint
+// primary key, name text) with ada, bob and cy as ids 1 to 3, and returns
+// its DSN. Its connection is closed when it returns, so that the test may
+// stop pg.
+func usersDatabase(t *testing.T, pg *testsupport.Postgres) string {
+	t.Helper()
+	dsn := pg.NewDatabase(t)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "CREATE TABLE users (id bigint PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'ada'), (2, 'bob'), (3, 'cy')"); err != nil {
+		t.Fatal(err)
+	}
+	return dsn
+}
+
 // startFromFile starts objcache with the config file head + body (body
 // without listen, backends and postgres) and stops it when the test ends.
 func startFromFile(t *testing.T, body string) *objcacheFromFile {
 	t.Helper()
 	m := testsupport.StartMemcached(t)
-	dsn := testsupport.SharedPostgres(t).NewDatabase(t)
-	conn := testsupport.ConnectDSN(t, dsn)
-	if _, err := conn.Exec(context.Background(), "CREATE TABLE users (id bigint PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'ada'), (2, 'bob'), (3, 'cy')"); err != nil {
-		t.Fatal(err)
-	}
+	dsn := usersDatabase(t, testsupport.SharedPostgres(t))
 	o := &objcacheFromFile{
 		addr: fmt.Sprintf("127.0.0.1:%d", testsupport.FreePort(t)),
 		path: filepath.Join(t.TempDir(), "objcache.yaml"),
