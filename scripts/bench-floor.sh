@@ -62,7 +62,6 @@ WARM_S=$(secs "$WARMUP")
 
 MEMCACHED=$(find_bin memcached) || die "memcached not found (scripts/ensure-deps.sh)"
 MEMASLAP=$(find_bin memcaslap || find_bin memaslap) || die "memcaslap not found (apt-get install libmemcached-tools)"
-command -v go >/dev/null || die "go not found"
 [[ -x $OBJCACHE_BIN ]] || die "$OBJCACHE_BIN not found or not executable; build it: go build -o /tmp/objcache-bench ./cmd/objcache and set OBJCACHE_BIN"
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/bench-floor.XXXX")
@@ -85,24 +84,18 @@ trap 'exit 143' TERM
 
 py() { python3 scripts/bench_floor.py "$@"; }
 
-go build -o "$SCRATCH/floor" ./scripts/floor || die "building scripts/floor failed"
-
 read -r P_REF P_FG P_FE P_NODE < <(py free_ports 4)
 start_memcached ref "$P_REF"
 start_memcached node "$P_NODE"
-"$SCRATCH/floor" -listen "127.0.0.1:$P_FG" -mode goroutines >"$SCRATCH/floor-goroutines.log" 2>&1 &
-PIDS+=($!)
-PID_fg=$!
-"$SCRATCH/floor" -listen "127.0.0.1:$P_FE" -mode epoll -loops 2 >"$SCRATCH/floor-epoll.log" 2>&1 &
-PIDS+=($!)
-PID_fe=$!
+start_floor floor-goroutines "$P_FG" -mode goroutines
+start_floor floor-epoll "$P_FE" -mode epoll -loops 2
 for p in "$P_REF" "$P_FG" "$P_FE" "$P_NODE"; do
 	py wait_version "127.0.0.1:$p" 10 >/dev/null || die "nothing answered version on :$p: $(tail -n 3 "$SCRATCH"/*.log)"
 done
 all_alive
 
 declare -A ADDR=([memcached]="127.0.0.1:$P_REF" [floor-goroutines]="127.0.0.1:$P_FG" [floor-epoll]="127.0.0.1:$P_FE")
-declare -A TPID=([memcached]=$PID_ref [floor-goroutines]=$PID_fg [floor-epoll]=$PID_fe)
+declare -A TPID=([memcached]=$PID_ref [floor-goroutines]=$PID_floor_goroutines [floor-epoll]=$PID_floor_epoll)
 TARGETS=(memcached floor-goroutines floor-epoll)
 CLK_TCK=$(getconf CLK_TCK)
 NPROC=$(nproc)

@@ -25,6 +25,9 @@
 #      against the ref memcached with --fill --value-size 200 (every key set to
 #      a 200-byte value before the run). memaslap has no Zipf key
 #      distribution, so objcache's own loadtest is the generator.
+#      With FLOOR=1, a fourth target in each round: scripts/floor (the least
+#      a Go server does to answer a get: parse it, answer from a map), filled
+#      like the ref. It bounds what objcache's hot tier can reach here.
 #
 # Prints RAW lines as it goes, then a markdown summary: ops/s, p50/p99/p99.9
 # (loadtest's HDR histogram), the objcache/memcached ratios of the medians,
@@ -43,6 +46,7 @@
 #                 before the rounds (default: 120; 0: don't wait)
 #   MAX_SECONDS   hard bound on the whole script (default: 1200)
 #   KEEP_LOGS     if set, a directory to copy the raw outputs and logs into
+#   FLOOR         1: also measure scripts/floor, built with go (default: 1; 0: don't)
 #   TMPDIR        where the scratch directory goes (default: /tmp)
 #
 # Example: go build -o /tmp/objcache-objbench ./cmd/objcache &&
@@ -62,6 +66,7 @@ ROWS=${ROWS:-100000}
 IDLE_WAIT=${IDLE_WAIT:-120}
 MAX_SECONDS=${MAX_SECONDS:-1200}
 KEEP_LOGS=${KEEP_LOGS:-}
+FLOOR=${FLOOR:-1}
 
 die() { echo "bench-objects: $*" >&2; exit 1; }
 log() { echo "bench-objects: $*" >&2; }
@@ -70,6 +75,7 @@ log() { echo "bench-objects: $*" >&2; }
 [[ $WARMUP =~ ^[0-9]+s$ ]] || die "WARMUP must look like 2s, not $WARMUP"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not $ROUNDS"
 [[ $ROWS =~ ^[1-9][0-9]*$ ]] || die "ROWS must be a positive integer, not $ROWS"
+[[ $FLOOR =~ ^[01]$ ]] || die "FLOOR must be 0 or 1, not $FLOOR"
 [[ $IDLE_WAIT =~ ^[0-9]+$ ]] || die "IDLE_WAIT must be a number of seconds, not $IDLE_WAIT"
 [[ $MAX_SECONDS =~ ^[1-9][0-9]*$ ]] || die "MAX_SECONDS must be a positive number of seconds, not $MAX_SECONDS"
 DUR_S=${DURATION%s}
@@ -177,9 +183,13 @@ echo
 
 # --- servers -------------------------------------------------------------------------
 
-read -r P_PG P_REF P_N1 P_N2 P_OC2 P_OC60 < <(py free_ports 6)
+read -r P_PG P_REF P_N1 P_N2 P_OC2 P_OC60 P_FLOOR < <(py free_ports 7)
 
 start_ref_and_nodes "$P_REF" "$P_N1" "$P_N2"
+if ((FLOOR)); then
+	start_floor floor "$P_FLOOR"
+	py wait_version "127.0.0.1:$P_FLOOR" 10 >/dev/null || die "floor did not answer version: $(tail -n 5 "$SCRATCH/floor.log")"
+fi
 
 [[ $(id -u) == 0 ]] && chown postgres: "$SCRATCH"
 log "initdb in $PGDATA_DIR"
@@ -287,13 +297,18 @@ fi
 declare -A ADDR=([memcached]="127.0.0.1:$P_REF" [objcache-ttl2s]="127.0.0.1:$P_OC2" [objcache-ttl60s]="127.0.0.1:$P_OC60")
 declare -A TPID=([memcached]=$PID_ref [objcache-ttl2s]=$PID_oc_ttl2s [objcache-ttl60s]=$PID_oc_ttl60s)
 TARGETS=(memcached objcache-ttl2s objcache-ttl60s)
+if ((FLOOR)); then
+	ADDR[floor]="127.0.0.1:$P_FLOOR"
+	TPID[floor]=$PID_floor
+	TARGETS+=(floor)
+fi
 RESULTS=$SCRATCH/results.tsv
 : >"$RESULTS"
 
 measure() { # round target
 	local r=$1 t=$2 json="$SCRATCH/loadtest-r$1-$2.json" out="$SCRATCH/loadtest-r$1-$2.txt"
 	local extra=() rc=0 lead win h0 h1 tp0 tp1 n0 n1 g0 g1 pg0 pg1 gen pgp la
-	[[ $t == memcached ]] && extra=(--fill --value-size 200)
+	[[ $t == memcached || $t == floor ]] && extra=(--fill --value-size 200)
 	la=$(loadavg)
 	timeout -k 5 $((DUR_S + WARM_S + 120)) "$OBJCACHE_BIN" loadtest --addr "${ADDR[$t]}" --prefix User: --keys "$ROWS" \
 		--zipf 0.99 --get 1 --set 0 --conns 32 --duration "$DURATION" --warmup "$WARMUP" --json "$json" --stats \
@@ -304,7 +319,7 @@ measure() { # round target
 	# for the ref, until its fill is done (the log says so, or 20 s at most).
 	sleep 0.3
 	gen=$(cat "/proc/$CUR_JOB/task/$CUR_JOB/children" 2>/dev/null | awk '{print $1}')
-	if [[ $t == memcached ]]; then
+	if [[ $t == memcached || $t == floor ]]; then
 		for _ in $(seq 200); do
 			grep -q '^filled ' "$out" 2>/dev/null && break
 			sleep 0.1

@@ -6,7 +6,11 @@
 #   - memcached "ref": the direct target (the limit);
 #   - two memcached nodes, and in front of both of them
 #   - nutcracker (twemproxy; md5 + ketama, auto_eject_hosts false) and
-#   - objcache (serve --backends node1,node2 $OBJCACHE_FLAGS).
+#   - objcache (serve --backends node1,node2 $OBJCACHE_FLAGS);
+#   - with FLOOR=1, scripts/floor: the least a Go server does to answer get
+#     and set (parse, answer from a map, no backend), the bound on what a
+#     proxy in Go reaches on these cores. It is measured after objcache in
+#     each round, like the others.
 # Each memcached: -l 127.0.0.1 -U 0 -m 256 -t 2 (-u root when run as root).
 #
 # Workload: memcaslap (memaslap), 90% get / 10% set, 64-byte keys, 200-byte
@@ -28,6 +32,7 @@
 #   ROUNDS          measured rounds (default: 3)
 #   WARMUP          warm-up run per target (default: 3s)
 #   KEEP_LOGS       if set, a directory to copy the raw outputs and logs into
+#   FLOOR           1: also measure scripts/floor, built with go (default: 1; 0: don't)
 #   TMPDIR          where the scratch directory goes (default: /tmp)
 #
 # Example: go build -o /tmp/objcache-bench ./cmd/objcache &&
@@ -45,6 +50,7 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-3s}
 KEEP_LOGS=${KEEP_LOGS:-}
+FLOOR=${FLOOR:-1}
 
 die() { echo "bench-passthrough: $*" >&2; exit 1; }
 log() { echo "bench-passthrough: $*" >&2; }
@@ -60,6 +66,7 @@ secs() {
 [[ $DURATION =~ ^[0-9]+[sm]?$ ]] || die "DURATION must look like 10s or 1m, not $DURATION"
 [[ $WARMUP =~ ^[0-9]+[sm]?$ ]] || die "WARMUP must look like 3s, not $WARMUP"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not $ROUNDS"
+[[ $FLOOR =~ ^[01]$ ]] || die "FLOOR must be 0 or 1, not $FLOOR"
 DUR_S=$(secs "$DURATION")
 WARM_S=$(secs "$WARMUP")
 
@@ -125,9 +132,13 @@ echo
 
 # --- servers -----------------------------------------------------------------
 
-read -r P_REF P_N1 P_N2 P_NC P_NCSTATS P_OC < <(py free_ports 6)
+read -r P_REF P_N1 P_N2 P_NC P_NCSTATS P_OC P_FLOOR < <(py free_ports 7)
 
 start_ref_and_nodes "$P_REF" "$P_N1" "$P_N2"
+if ((FLOOR)); then
+	start_floor floor "$P_FLOOR"
+	py wait_version "127.0.0.1:$P_FLOOR" 10 >/dev/null || die "floor did not answer version: $(tail -n 5 "$SCRATCH/floor.log")"
+fi
 
 cat >"$SCRATCH/nutcracker.yml" <<YAML
 pool:
@@ -161,6 +172,11 @@ echo
 declare -A ADDR=([memcached]="127.0.0.1:$P_REF" [nutcracker]="127.0.0.1:$P_NC" [objcache]="127.0.0.1:$P_OC")
 declare -A TPID=([memcached]=$PID_ref [nutcracker]=$PID_nutcracker [objcache]=$PID_objcache)
 TARGETS=(memcached nutcracker objcache)
+if ((FLOOR)); then
+	ADDR[floor]="127.0.0.1:$P_FLOOR"
+	TPID[floor]=$PID_floor
+	TARGETS+=(floor)
+fi
 
 printf 'key\n64 64 1\nvalue\n200 200 1\ncmd\n0 0.1\n1 0.9\n' >"$SCRATCH/memaslap.cfg"
 
@@ -290,7 +306,7 @@ echo "b = ceil(log2 v), i.e. 2^(b-1) < v <= 2^b; the p99 shown is the upper boun
 echo "bucket holding the 99th percentile of the Total Statistics histogram, not an exact value."
 echo "CPU columns (medians, % of one core; the host has $NPROC cores, so $((NPROC * 100)) = all busy), sampled"
 echo "over the steady middle of each run from /proc: host busy (all processes, /proc/stat), memaslap,"
-echo "the target process (memcached ref / nutcracker / objcache), the two nodes, and other = host busy"
+echo "the target process (memcached ref / nutcracker / objcache / floor), the two nodes, and other = host busy"
 echo "minus those (kernel softirq work not charged to a process, and anything else running on the host)."
 echo "CPU us/op: that CPU divided by the run's TPS (host: everything on the machine; target: the"
 echo "memcached ref, nutcracker or objcache process alone)."

@@ -106,6 +106,19 @@ def loadtest(path):
 def med(xs):
     return statistics.median(xs) if xs else None
 
+# The targets that answer from their own memory, without nodes or a database:
+# the memcached ref and scripts/floor.
+DIRECT = ("memcached", "floor")
+
+def per_round(rs, base):
+    """The ratios of rs's ops/s to base's, round by round."""
+    out = []
+    for r in rs:
+        b = [x for x in base if x[0] == r[0]]
+        if b and num(b[0][2]) and num(r[2]):
+            out.append("%.2f" % (num(r[2]) / num(b[0][2])))
+    return " / ".join(out)
+
 def summary(path, names):
     rows = [l.split("\t") for l in open(path).read().splitlines() if l]
     # 0 round, 1 target, 2 ops/s, 3 p50, 4 p99, 5 p999, 6 max, 7 errors, 8 timeouts, 9 misses,
@@ -124,21 +137,24 @@ def summary(path, names):
         ops = col(rs, 2)
         medops[n] = med(ops)
         fm = lambda xs: "NA" if not xs else "%.0f" % med(xs)
-        hot = "–" if n == "memcached" else " / ".join(r[13] for r in rs)
-        share = "–" if n == "memcached" else ("NA" if not col(rs, 14) else "%.1f%%" % (100 * med(col(rs, 14))))
+        hot = "–" if n in DIRECT else " / ".join(r[13] for r in rs)
+        share = "–" if n in DIRECT else ("NA" if not col(rs, 14) else "%.1f%%" % (100 * med(col(rs, 14))))
         print("| %s | %s | %s | %s | %s | %s | %s | %d | %d | %s | %s |" % (
             n, fm(ops), " / ".join("{:,}".format(int(x)) for x in ops), fm(col(rs, 3)), fm(col(rs, 4)), fm(col(rs, 5)),
             " / ".join(r[5] for r in rs), sum(int(r[9]) for r in rs), sum(int(r[7]) + int(r[8]) for r in rs), hot, share))
     print()
-    m = medops.get("memcached")
-    for n in names:
-        if n != "memcached" and m and medops.get(n):
-            per = []
-            for r in by[n]:
-                mr = [x for x in by["memcached"] if x[0] == r[0]]
-                if mr and num(mr[0][2]) and num(r[2]):
-                    per.append("%.2f" % (num(r[2]) / num(mr[0][2])))
-            print("- %s / memcached (median ops/s): **%.2f×** (goal ≥ 1.0×); per round: %s" % (n, medops[n] / m, " / ".join(per)))
+    for base in ("memcached", "floor"):
+        if not medops.get(base):
+            continue
+        for n in names:
+            if n in DIRECT or not medops.get(n):
+                continue
+            goal = " (goal ≥ 1.0×)" if base == "memcached" else ""
+            print("- %s / %s (median ops/s): **%.2f×**%s; per round: %s" % (
+                n, base, medops[n] / medops[base], goal, per_round(by[n], by[base])))
+    if medops.get("floor") and medops.get("memcached"):
+        print("- floor / memcached (median ops/s): %.2f×; per round: %s" % (
+            medops["floor"] / medops["memcached"], per_round(by["floor"], by["memcached"])))
     print()
     print("CPU over the steady middle of each run, % of one core (medians over the rounds; 200% = both cores):")
     print()
@@ -151,7 +167,7 @@ def summary(path, names):
         f1 = lambda xs: "NA" if not xs else "%.1f" % med(xs)
         print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             n, fm(col(rs, 19)), fm(col(rs, 20)), fm(col(rs, 21)),
-            "–" if n == "memcached" else fm(col(rs, 22)), "–" if n == "memcached" else fm(col(rs, 23)),
+            "–" if n in DIRECT else fm(col(rs, 22)), "–" if n in DIRECT else fm(col(rs, 23)),
             fm(col(rs, 24)), f1(per_op(19)), f1(per_op(21))))
 
 if __name__ == "__main__":

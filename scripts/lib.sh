@@ -85,3 +85,19 @@ proc_ticks() {
 
 # rss PID: the process's resident set size, "N kB".
 rss() { awk '/^VmRSS/{print $2, $3}' "/proc/$1/status" 2>/dev/null || echo NA; }
+
+# start_floor NAME PORT: builds scripts/floor into $SCRATCH (once) and starts
+# it on 127.0.0.1:PORT serving a goroutine per connection, logging to
+# $SCRATCH/NAME.log; appends its pid to PIDS and sets PID_NAME. The caller
+# waits for it to answer version. Extra arguments go to floor.
+start_floor() {
+	local name=$1 port=$2
+	shift 2
+	if [[ ! -x $SCRATCH/floor ]]; then
+		command -v go >/dev/null || die "go not found: the floor target is built from scripts/floor (FLOOR=0 skips it)"
+		go build -o "$SCRATCH/floor" ./scripts/floor || die "building scripts/floor failed"
+	fi
+	"$SCRATCH/floor" -listen "127.0.0.1:$port" "$@" >"$SCRATCH/$name.log" 2>&1 &
+	PIDS+=($!)
+	eval "PID_${name//-/_}=$!"
+}
