@@ -309,7 +309,7 @@ echo "over the steady middle of each run from /proc: host busy (all processes, /
 echo "the target process (memcached ref / nutcracker / objcache / floor), the two nodes, and other = host busy"
 echo "minus those (kernel softirq work not charged to a process, and anything else running on the host)."
 echo "CPU us/op: that CPU divided by the run's TPS (host: everything on the machine; target: the"
-echo "memcached ref, nutcracker or objcache process alone)."
+echo "memcached ref, nutcracker, objcache or floor process alone)."
 echo
 
 echo "## objcache loadtest"

@@ -86,10 +86,11 @@ proc_ticks() {
 # rss PID: the process's resident set size, "N kB".
 rss() { awk '/^VmRSS/{print $2, $3}' "/proc/$1/status" 2>/dev/null || echo NA; }
 
-# start_floor NAME PORT: builds scripts/floor into $SCRATCH (once) and starts
-# it on 127.0.0.1:PORT serving a goroutine per connection, logging to
-# $SCRATCH/NAME.log; appends its pid to PIDS and sets PID_NAME. The caller
-# waits for it to answer version. Extra arguments go to floor.
+# start_floor NAME PORT [FLOOR_ARGS...]: builds scripts/floor into $SCRATCH
+# (once) and starts it on 127.0.0.1:PORT, logging to $SCRATCH/NAME.log;
+# appends its pid to PIDS and sets PID_NAME (dashes as underscores). It serves
+# a goroutine per connection unless FLOOR_ARGS say -mode epoll. The caller
+# waits for it to answer version; die is the caller's.
 start_floor() {
 	local name=$1 port=$2
 	shift 2

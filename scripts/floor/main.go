@@ -4,10 +4,10 @@
 // backend hop, no ring, no hot tier, no limits beyond a bound on what one
 // connection buffers.
 //
-// scripts/bench-floor.sh runs it side by side with memcached under the loads
-// of bench-passthrough.sh and bench-objects.sh. Its throughput there bounds
-// what objcache, which does all of this and more in the same language on the
-// same cores, can reach on that host.
+// bench-passthrough.sh and bench-objects.sh measure it beside their targets,
+// and bench-floor.sh beside memcached alone, in both ways of serving. Its
+// throughput there bounds what objcache, which does all of this and more in
+// the same language on the same cores, can reach on that host.
 //
 // It serves in one of two ways:
 //
