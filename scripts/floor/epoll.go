@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"runtime"
 	"sync"
@@ -27,7 +28,8 @@ type rawConn struct {
 	pending []byte // the part of out not yet written
 }
 
-// serveEpoll accepts connections and spreads them over n loops.
+// serveEpoll accepts connections and spreads them over n loops. It returns
+// when the listener fails; the loops live as long as the process.
 func serveEpoll(ln *net.TCPListener, st *store, n int) error {
 	loops := make([]*loop, n)
 	for i := range loops {
@@ -44,7 +46,7 @@ func serveEpoll(ln *net.TCPListener, st *store, n int) error {
 			return err
 		}
 		if err := loops[i%n].add(tc); err != nil {
-			return err
+			log.Printf("floor: dropping a connection: %v", err) // the others go on
 		}
 	}
 }
