@@ -57,6 +57,7 @@ func (l *loop) add(tc *net.TCPConn) error {
 	_ = tc.SetNoDelay(true)
 	rc, err := tc.SyscallConn()
 	if err != nil {
+		tc.Close()
 		return err
 	}
 	fd := -1
