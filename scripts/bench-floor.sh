@@ -50,7 +50,6 @@ ROUNDS=${ROUNDS:-5}
 ROWS=${ROWS:-100000}
 
 die() { echo "bench-floor: $*" >&2; exit 1; }
-secs() { local v=${1%s}; [[ $v == *m ]] && v=$((${v%m} * 60)); echo "$v"; }
 
 [[ $DURATION =~ ^[0-9]+[sm]?$ ]] || die "DURATION must look like 10s or 1m, not $DURATION"
 [[ $WARMUP =~ ^[0-9]+[sm]?$ ]] || die "WARMUP must look like 2s, not $WARMUP"

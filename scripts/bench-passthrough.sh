@@ -55,14 +55,6 @@ FLOOR=${FLOOR:-1}
 die() { echo "bench-passthrough: $*" >&2; exit 1; }
 log() { echo "bench-passthrough: $*" >&2; }
 
-# seconds of a memaslap-style duration (Ns, Nm, N)
-secs() {
-	case $1 in
-	*s) echo "${1%s}" ;;
-	*m) echo $((${1%m} * 60)) ;;
-	*) echo "$1" ;;
-	esac
-}
 [[ $DURATION =~ ^[0-9]+[sm]?$ ]] || die "DURATION must look like 10s or 1m, not $DURATION"
 [[ $WARMUP =~ ^[0-9]+[sm]?$ ]] || die "WARMUP must look like 3s, not $WARMUP"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not $ROUNDS"

@@ -86,6 +86,15 @@ proc_ticks() {
 # rss PID: the process's resident set size, "N kB".
 rss() { awk '/^VmRSS/{print $2, $3}' "/proc/$1/status" 2>/dev/null || echo NA; }
 
+# secs DURATION: the seconds of a memaslap-style duration (Ns, Nm, N).
+secs() {
+	case $1 in
+	*s) echo "${1%s}" ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*) echo "$1" ;;
+	esac
+}
+
 # start_floor NAME PORT [FLOOR_ARGS...]: builds scripts/floor into $SCRATCH
 # (once) and starts it on 127.0.0.1:PORT, logging to $SCRATCH/NAME.log;
 # appends its pid to PIDS and sets PID_NAME (dashes as underscores). It serves
